@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): installs what the tests need, type-checks,
+# builds the one-file bundle, runs every uvu test (unit and integration) and prints
+# one closing line "N passed, N failed". uvu's exit status is not trusted: the summary is.
+#
+#   scripts/test.sh            everything
+#   scripts/test.sh --unit     unit tests only (no Debian packages, no network peers)
+#   scripts/test.sh PATTERN    only test files whose path matches PATTERN (regexp)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+UNIT=0; PATTERN=""
+for a in "$@"; do
+  case $a in
+    --unit) UNIT=1 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) PATTERN=$a ;;
+  esac
+done
+say() { echo "test.sh: $*" >&2; }
+
+# --- what the tests need ---------------------------------------------------------------
+# Debian packages for integration tests: libiscsi tools (initiator + conformance suite),
+# qemu-img with its iSCSI driver (bulk data), tgt (side-by-side peer in benchmarks).
+PKGS_CMDS="iscsi-inq:libiscsi-bin iscsi-ls:libiscsi-bin iscsi-test-cu:libiscsi-bin iscsi-readcapacity16:libiscsi-bin qemu-img:qemu-utils"
+need_pkgs() {
+  local missing="" c p
+  for cp in $PKGS_CMDS; do c=${cp%%:*}; p=${cp#*:}; command -v "$c" >/dev/null || missing="$missing $p"; done
+  # qemu-img's iscsi:// driver lives in qemu-block-extra
+  if command -v qemu-img >/dev/null && ! ls /usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so /usr/lib/*/qemu/block-iscsi.so >/dev/null 2>&1; then
+    missing="$missing qemu-block-extra"
+  fi
+  echo "$missing" | tr ' ' '\n' | sort -u | tr '\n' ' '
+}
+if [ "$UNIT" = 0 ]; then
+  missing=$(need_pkgs)
+  if [ -n "${missing// /}" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      say "installing Debian packages:$missing"
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing) >/tmp/lunbox-apt.log 2>&1 \
+        || { say "apt-get install failed (log: /tmp/lunbox-apt.log)"; }
+    fi
+    missing=$(need_pkgs)
+    if [ -n "${missing// /}" ]; then
+      say "MISSING Debian packages needed by the integration tests:$missing"
+      say "install them with: apt-get install$missing   (or run: scripts/test.sh --unit)"
+      echo "0 passed, 1 failed"; exit 1
+    fi
+  fi
+fi
+if [ ! -x node_modules/.bin/uvu ] || [ ! -x node_modules/.bin/tsc ]; then
+  say "installing npm dev dependencies"
+  npm ci --no-audit --no-fund >/tmp/lunbox-npm.log 2>&1 || npm install --no-audit --no-fund >>/tmp/lunbox-npm.log 2>&1 \
+    || { say "npm install failed (log: /tmp/lunbox-npm.log)"; echo "0 passed, 1 failed"; exit 1; }
+fi
+
+# --- type-check and build ---------------------------------------------------------------
+say "type-check (tsc --noEmit)"
+if ! node_modules/.bin/tsc --noEmit -p . ; then say "type-check failed"; echo "0 passed, 1 failed"; exit 1; fi
+say "build (tsup -> dist/lunbox.js)"
+if ! node_modules/.bin/tsup >/tmp/lunbox-build.log 2>&1; then cat /tmp/lunbox-build.log >&2; say "build failed"; echo "0 passed, 1 failed"; exit 1; fi
+
+# --- tests ------------------------------------------------------------------------------
+# Unit tests: test/**/*.test.ts except test/integration. Integration tests start
+# dist/lunbox.js and talk to it with real initiators.
+OUT=$(mktemp -d /tmp/lunbox-test.XXXXXX)
+total=0; passed=0; skipped=0; failedfiles=""
+run_uvu() {  # dir pattern label
+  local dir=$1 pat=$2 label=$3
+  local log="$OUT/$label.log"
+  say "uvu $dir ($label)"
+  node_modules/.bin/uvu -r tsx/cjs "$dir" "$pat" --no-color 2>&1 | tee "$log"
+  local t p s
+  t=$(sed -n 's/^  Total: *\([0-9]*\).*/\1/p' "$log" | tail -1)
+  p=$(sed -n 's/^  Passed: *\([0-9]*\).*/\1/p' "$log" | tail -1)
+  s=$(sed -n 's/^  Skipped: *\([0-9]*\).*/\1/p' "$log" | tail -1)
+  t=${t:-0}; p=${p:-0}; s=${s:-0}
+  if [ "$t" = 0 ] || [ "$p" != "$t" ]; then failedfiles="$failedfiles $label"; fi
+  if grep -q 'FAIL\|✘' "$log"; then failedfiles="$failedfiles $label"; fi
+  total=$((total + t)); passed=$((passed + p)); skipped=$((skipped + s))
+}
+UNIT_PAT='^(?!integration/).*\.test\.ts$'
+if [ -n "$PATTERN" ]; then UNIT_PAT="^(?!integration/).*${PATTERN}.*\\.test\\.ts$"; fi
+run_uvu test "$UNIT_PAT" unit
+if [ "$UNIT" = 0 ]; then
+  IPAT='.*\.test\.ts$'; [ -n "$PATTERN" ] && IPAT=".*${PATTERN}.*\\.test\\.ts$"
+  if ls test/integration/*.test.ts >/dev/null 2>&1; then
+    run_uvu test/integration "$IPAT" integration
+  fi
+fi
+failed=$((total - passed))
+if [ -n "$failedfiles" ] && [ "$failed" = 0 ]; then failed=1; fi
+[ "$skipped" != 0 ] && say "uvu reports $skipped skipped"
+say "logs in $OUT"
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ] && [ "$total" -gt 0 ]
