@@ -1,1 +1,174 @@
-console.log('lunbox');
+// `lunbox`: the one command of the one-file bundle (dist/lunbox.js).
+
+import { hostname } from 'node:os';
+import { loadConfig, redactSecrets, validateConfig } from '../config/index';
+import type { LunboxConfig } from '../config/index';
+import { Runtime } from '../runtime';
+import { createLogger } from '../util/log';
+import { VERSION } from '../version';
+import { parseArgs, UsageError } from './args';
+import type { ServeOptions } from './args';
+
+const HELP_MAIN = `lunbox ${VERSION} - a userspace SCSI target: iSCSI today, USB mass storage and SBP-2 next
+
+Usage:
+  lunbox serve [OPTIONS]         serve LUNs until SIGINT/SIGTERM
+  lunbox config check FILE       validate a config file and print what it defines
+  lunbox help [serve|config]     this text, or help on one command
+  lunbox --version
+
+With no options, 'lunbox serve' exports a 64 MiB RAM disk as LUN 0 of one iSCSI
+target on 127.0.0.1:3260 and prints its URL, e.g.
+  iscsi://127.0.0.1:3260/iqn.2026-11.org.lunbox:myhost/0
+which any initiator takes: iscsi-ls, iscsiadm, qemu, Windows/macOS initiators.
+
+See 'lunbox serve --help' for the options.`;
+
+const HELP_SERVE = `Usage: lunbox serve [OPTIONS]
+
+Quick one-LUN export (no config file):
+  -b, --backstore SPEC   what to export as LUN 0 [ram:64M]
+                           ram:SIZE           sparse RAM disk, e.g. ram:1G
+                           file:PATH[:SIZE]   image file; created sparse at SIZE if missing
+                           block:DEVICE       a block device, e.g. block:/dev/sda
+      --iqn IQN          target name [iqn.2026-11.org.lunbox:<hostname>]
+      --read-only        the LUN refuses writes (DATA PROTECT)
+      --block-size N     logical block size: 512, 1024, 2048 or 4096 [512]
+
+From a config file:
+  -c, --config FILE      JSON config: backstores, iSCSI targets, LUNs, ACLs, CHAP
+                         (see README "Configuration"; check it with 'lunbox config check')
+
+Either way:
+  -l, --listen ADDR:PORT portal to listen on; repeatable [127.0.0.1:3260]
+                         ([::1]:3260 for IPv6; 0.0.0.0:3260 to serve the network)
+  -v, --verbose          debug logging
+  -q, --quiet            warnings and errors only
+
+Prints one line per LUN on stdout, beginning iscsi://, once it is ready.
+Logs go to stderr (journald-style <N> priority prefixes when not a terminal).
+SIGINT/SIGTERM: initiators are asked to log out, backstores are flushed, then exit 0.`;
+
+const HELP_CONFIG = `Usage: lunbox config check FILE
+
+Validates FILE as a lunbox config and prints it with CHAP secrets hidden.
+Every error names the path of the bad field (e.g. iscsi.targets[0].luns[1].backstore)
+and what would be valid. Exit status 0 when valid, 1 otherwise.`;
+
+function defaultIqn(): string {
+  const host = hostname().toLowerCase().replace(/[^a-z0-9.-]+/g, '-').replace(/^[-.]+|[-.]+$/g, '') || 'lunbox';
+  return `iqn.2026-11.org.lunbox:${host}`;
+}
+
+/** The config `serve` runs when no --config is given: one LUN, one target, one portal. */
+export function quickConfig(opts: ServeOptions): LunboxConfig {
+  const spec = opts.backstore ?? { type: 'ram' as const, size: '64M' };
+  const listen = opts.listen.length > 0 ? opts.listen : [{ address: '127.0.0.1', port: 3260 }];
+  const name = spec.type === 'ram' ? 'ram0' : spec.type === 'file' ? 'file0' : 'block0';
+  const raw = {
+    version: 1,
+    backstores: [
+      {
+        name,
+        type: spec.type,
+        ...('path' in spec ? { path: spec.path } : {}),
+        ...('size' in spec && spec.size !== undefined ? { size: spec.size } : {}),
+        ...(opts.readOnly ? { readOnly: true } : {}),
+        ...(opts.blockSize !== undefined ? { blockSize: opts.blockSize } : {}),
+      },
+    ],
+    iscsi: {
+      portals: listen.map((l) => ({ address: l.address, port: l.port })),
+      targets: [{ iqn: opts.iqn ?? defaultIqn(), luns: [{ lun: 0, backstore: name }] }],
+    },
+  };
+  return validateConfig(raw);
+}
+
+async function serve(opts: ServeOptions): Promise<number> {
+  const logger = createLogger({ verbose: opts.verbose, quiet: opts.quiet });
+  let config: LunboxConfig;
+  if (opts.config !== undefined) {
+    config = await loadConfig(opts.config);
+    if (opts.listen.length > 0 && config.iscsi) {
+      // --listen replaces every portal of the file: handy for tests and one-off runs.
+      const portals = opts.listen.map((l) => ({ address: l.address, port: l.port }));
+      config = validateConfig({
+        ...config,
+        iscsi: { ...config.iscsi, portals, targets: config.iscsi.targets.map((t) => ({ ...t, portals })) },
+      });
+    }
+  } else {
+    config = quickConfig(opts);
+  }
+  const rt = await Runtime.start(config, logger);
+  for (const url of rt.urls()) process.stdout.write(url + '\n');
+  logger.info(`ready: ${rt.urls().length} LUN(s) on ${rt.portals().map((p) => `${p.address}:${p.port}`).join(', ') || 'no portal'}`);
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (sig: string): void => {
+      if (stopping) {
+        logger.warn(`${sig} again: exiting at once`);
+        process.exit(130);
+      }
+      stopping = true;
+      logger.info(`${sig}: shutting down`);
+      rt.stop().then(
+        () => resolve(0),
+        (e: Error) => {
+          logger.error(`shutdown: ${e.message}`);
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+  });
+}
+
+async function configCheck(file: string): Promise<number> {
+  const cfg = await loadConfig(file);
+  process.stdout.write(JSON.stringify(redactSecrets(cfg), null, 2) + '\n');
+  const luns = (cfg.iscsi?.targets ?? []).reduce((n, t) => n + t.luns.length, 0);
+  process.stderr.write(`${file}: valid: ${cfg.backstores.length} backstore(s), ${cfg.iscsi?.targets.length ?? 0} iSCSI target(s), ${luns} LUN(s)\n`);
+  return 0;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  try {
+    const cmd = parseArgs(argv);
+    switch (cmd.kind) {
+      case 'help':
+        process.stdout.write((cmd.topic === 'serve' ? HELP_SERVE : cmd.topic === 'config' ? HELP_CONFIG : HELP_MAIN) + '\n');
+        return 0;
+      case 'version':
+        process.stdout.write(`lunbox ${VERSION}\n`);
+        return 0;
+      case 'serve':
+        return await serve(cmd.opts);
+      case 'config-check':
+        return await configCheck(cmd.file);
+    }
+  } catch (err) {
+    const e = err as Error & { code?: string; errors?: readonly { message: string }[] };
+    if (err instanceof UsageError) {
+      process.stderr.write(`lunbox: ${e.message}\n`);
+      return 2;
+    }
+    process.stderr.write(`lunbox: ${e.message}\n`);
+    if (e.errors && e.errors.length > 1) for (const x of e.errors) process.stderr.write(`  - ${x.message}\n`);
+    if (process.env['LUNBOX_DEBUG']) process.stderr.write(`${e.stack ?? ''}\n`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: Error) => {
+      process.stderr.write(`lunbox: internal error: ${err.stack ?? err.message}\n`);
+      process.exit(70);
+    },
+  );
+}

@@ -1,0 +1,81 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { parseArgs, parseBackstore, parseListen, UsageError } from '../../src/cli/args';
+
+const LISTEN: [string, string, number][] = [
+  ['127.0.0.1:3260', '127.0.0.1', 3260],
+  ['0.0.0.0:3261', '0.0.0.0', 3261],
+  ['10.0.0.5', '10.0.0.5', 3260],
+  [':3300', '127.0.0.1', 3300],
+  ['[::1]:3260', '::1', 3260],
+  ['[fe80::1]', 'fe80::1', 3260],
+  ['::1', '::1', 3260],
+  ['localhost:0', 'localhost', 0],
+];
+for (const [text, address, port] of LISTEN) {
+  test(`--listen ${text}`, () => assert.equal(parseListen(text), { address, port }));
+}
+
+test('--listen refuses a port above 65535 and a non-number', () => {
+  assert.throws(() => parseListen('127.0.0.1:65536'), (e: unknown) => e instanceof UsageError && /0 to 65535/.test(e.message));
+  assert.throws(() => parseListen('127.0.0.1:http'), (e: unknown) => e instanceof UsageError);
+});
+
+test('--backstore forms', () => {
+  assert.equal(parseBackstore('ram:64M'), { type: 'ram', size: '64M' });
+  assert.equal(parseBackstore('file:/srv/disk.img'), { type: 'file', path: '/srv/disk.img' });
+  assert.equal(parseBackstore('file:/srv/disk.img:1G'), { type: 'file', path: '/srv/disk.img', size: '1G' });
+  assert.equal(parseBackstore('file:/srv/a:b.img'), { type: 'file', path: '/srv/a:b.img' }, 'colon in path, no size');
+  assert.equal(parseBackstore('file:/srv/a:b.img:512MiB'), { type: 'file', path: '/srv/a:b.img', size: '512MiB' });
+  assert.equal(parseBackstore('block:/dev/sda'), { type: 'block', path: '/dev/sda' });
+});
+
+test('--backstore errors name what is valid', () => {
+  assert.throws(() => parseBackstore('ram'), /ram:64M/);
+  assert.throws(() => parseBackstore('ram:lots'), /needs a size/);
+  assert.throws(() => parseBackstore('file:'), /image path/);
+  assert.throws(() => parseBackstore('nvme:/dev/nvme0'), /unknown type 'nvme'/);
+});
+
+test('no arguments, --help and help serve', () => {
+  assert.equal(parseArgs([]), { kind: 'help' });
+  assert.equal(parseArgs(['--help']), { kind: 'help' });
+  assert.equal(parseArgs(['help', 'serve']), { kind: 'help', topic: 'serve' });
+  assert.equal(parseArgs(['serve', '--help']), { kind: 'help', topic: 'serve' });
+  assert.equal(parseArgs(['--version']), { kind: 'version' });
+});
+
+test('serve with no options is the embedded default', () => {
+  assert.equal(parseArgs(['serve']), { kind: 'serve', opts: { listen: [], readOnly: false, verbose: false, quiet: false } });
+});
+
+test('serve quick flags, both --flag value and --flag=value', () => {
+  const c = parseArgs(['serve', '--listen=127.0.0.1:3270', '-b', 'ram:1G', '--iqn', 'iqn.2026-11.org.x:y', '--read-only', '--block-size', '4096']);
+  assert.equal(c, {
+    kind: 'serve',
+    opts: {
+      listen: [{ address: '127.0.0.1', port: 3270 }],
+      readOnly: true,
+      verbose: false,
+      quiet: false,
+      backstore: { type: 'ram', size: '1G' },
+      iqn: 'iqn.2026-11.org.x:y',
+      blockSize: 4096,
+    },
+  });
+});
+
+test('serve errors', () => {
+  assert.throws(() => parseArgs(['serve', '--block-size', '500']), /512, 1024, 2048, 4096/);
+  assert.throws(() => parseArgs(['serve', '--listen']), /needs a value/);
+  assert.throws(() => parseArgs(['serve', '--config', 'a.json', '--backstore', 'ram:1M']), /cannot be combined/);
+  assert.throws(() => parseArgs(['serve', '-b', 'ram:1M', '-b', 'ram:2M']), /given twice/);
+  assert.throws(() => parseArgs(['frobnicate']), /unknown command 'frobnicate'/);
+});
+
+test('config check needs a file', () => {
+  assert.equal(parseArgs(['config', 'check', 'x.json']), { kind: 'config-check', file: 'x.json' });
+  assert.throws(() => parseArgs(['config', 'check']), /give the config file/);
+});
+
+test.run();
