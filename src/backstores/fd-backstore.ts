@@ -1,0 +1,162 @@
+// The I/O half shared by the file and block backstores: pread/pwrite on a FileHandle
+// straight into the caller's Buffer, FUA, flush, and the errno → BackstoreError mapping.
+import { execFile } from 'node:child_process';
+import type { FileHandle } from 'node:fs/promises';
+import { BackstoreError } from './backstore';
+import type { Backstore, BackstoreKind, WriteOptions } from './backstore';
+
+/**
+ * How a FUA write reaches stable storage.
+ * - 'fdatasync': write on the main fd, then fdatasync it (also flushes other dirty data).
+ * - 'dsync': write on a second fd opened O_DSYNC, so only that write is waited for.
+ */
+export type FuaMode = 'fdatasync' | 'dsync';
+
+export interface FdBackstoreParts {
+  readonly kind: BackstoreKind;
+  readonly name: string;
+  readonly path: string;
+  readonly size: number;
+  readonly readOnly: boolean;
+  readonly volatileCache: boolean;
+  readonly handle: FileHandle;
+  /** Second handle opened O_DSYNC, used for FUA writes when present. */
+  readonly dsyncHandle?: FileHandle;
+  /** Deallocate with `fallocate --punch-hole` (see file.ts for why a child process). */
+  readonly punchHole?: boolean;
+}
+
+const PUNCH_CONCURRENCY = 2;
+
+export class FdBackstore implements Backstore {
+  readonly kind: BackstoreKind;
+  readonly name: string;
+  readonly path: string;
+  readonly readOnly: boolean;
+  readonly volatileCache: boolean;
+  readonly canUnmap: boolean;
+  readonly unmapReadsZero: boolean;
+  /** The main handle; public so tests can spy on datasync/write. */
+  readonly handle: FileHandle;
+  readonly dsyncHandle: FileHandle | undefined;
+  readonly fuaMode: FuaMode;
+  protected _size: number;
+  private punching = 0;
+  private readonly punchWaiters: (() => void)[] = [];
+
+  constructor(parts: FdBackstoreParts) {
+    this.kind = parts.kind;
+    this.name = parts.name;
+    this.path = parts.path;
+    this._size = parts.size;
+    this.readOnly = parts.readOnly;
+    this.volatileCache = parts.volatileCache;
+    this.handle = parts.handle;
+    this.dsyncHandle = parts.dsyncHandle;
+    this.fuaMode = parts.dsyncHandle ? 'dsync' : 'fdatasync';
+    this.canUnmap = !parts.readOnly && parts.punchHole === true;
+    this.unmapReadsZero = this.canUnmap;
+  }
+
+  get size(): number {
+    return this._size;
+  }
+
+  async read(into: Buffer, intoOffset: number, length: number, position: number): Promise<void> {
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await this.handle.read(into, intoOffset + done, length - done, position + done);
+      if (bytesRead === 0) {
+        // The file was cut short behind our back: the missing tail reads as zeros.
+        into.fill(0, intoOffset + done, intoOffset + length);
+        return;
+      }
+      done += bytesRead;
+    }
+  }
+
+  async write(data: Buffer, position: number, opts?: WriteOptions): Promise<void> {
+    if (this.readOnly) {
+      throw new BackstoreError('EACCES', `${this.kind} backstore ${this.name} (${this.path}) is read-only`);
+    }
+    const fua = opts?.fua === true;
+    const fh = fua && this.dsyncHandle ? this.dsyncHandle : this.handle;
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await fh.write(data, done, data.length - done, position + done);
+      done += bytesWritten;
+    }
+    if (fua && fh === this.handle) await this.handle.datasync();
+  }
+
+  async flush(): Promise<void> {
+    if (this.readOnly) return;
+    await this.handle.datasync();
+  }
+
+  async unmap(position: number, length: number): Promise<void> {
+    if (!this.canUnmap) {
+      throw new BackstoreError('EINVAL', `${this.kind} backstore ${this.name} (${this.path}) cannot unmap`);
+    }
+    // At most PUNCH_CONCURRENCY children at once: a big UNMAP list must not fork-bomb a 512 MiB board.
+    while (this.punching >= PUNCH_CONCURRENCY) await new Promise<void>((r) => this.punchWaiters.push(r));
+    this.punching++;
+    try {
+      // /proc/PID/fd/N names the file we hold open, even if its path was renamed or replaced.
+      await punchHole(`/proc/${process.pid}/fd/${this.handle.fd}`, position, length);
+    } finally {
+      this.punching--;
+      this.punchWaiters.shift()?.();
+    }
+  }
+
+  async mapping(position: number, length: number): Promise<{ mapped: boolean; length: number }> {
+    // Node has no lseek(SEEK_DATA/SEEK_HOLE): report mapped, as SBC allows when unknown.
+    void position;
+    return { mapped: true, length };
+  }
+
+  async close(): Promise<void> {
+    await this.dsyncHandle?.close();
+    await this.handle.close();
+  }
+}
+
+/** `fallocate --punch-hole --keep-size`: the range reads as zeros and its blocks are freed. */
+export function punchHole(path: string, position: number, length: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      'fallocate',
+      ['--punch-hole', '--keep-size', '--offset', String(position), '--length', String(length), path],
+      { timeout: 30_000 },
+      (err, _stdout, stderr) => {
+        if (err) reject(new BackstoreError('EIO', `punch hole in ${path} at ${position}+${length}: ${String(stderr).trim() || err.message}`));
+        else resolve();
+      },
+    );
+  });
+}
+
+/** Map an errno from open/stat to a BackstoreError naming the path. */
+export function openError(err: unknown, kind: BackstoreKind, name: string, path: string): BackstoreError {
+  if (err instanceof BackstoreError) return err;
+  const e = err as NodeJS.ErrnoException;
+  const what = `${kind} backstore ${name}: ${path}`;
+  switch (e.code) {
+    case 'ENOENT':
+      return new BackstoreError('ENOENT', `${what} does not exist`);
+    case 'EEXIST':
+      return new BackstoreError('EEXIST', `${what} already exists`);
+    case 'EACCES':
+    case 'EPERM':
+      return new BackstoreError('EACCES', `${what}: permission denied`);
+    case 'EROFS':
+      return new BackstoreError('EACCES', `${what} is on a read-only filesystem (use readOnly)`);
+    case 'EBUSY':
+      return new BackstoreError('EACCES', `${what} is in use (mounted, or held open exclusively by another program)`);
+    case 'EISDIR':
+      return new BackstoreError('EINVAL', `${what} is a directory`);
+    default:
+      return new BackstoreError('EIO', `${what}: ${e.message ?? String(err)}`);
+  }
+}

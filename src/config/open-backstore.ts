@@ -1,0 +1,26 @@
+// From a validated BackstoreConfig to an open Backstore: the one place that maps config
+// keys onto backstore options (thinProvisioning on a file = UNMAP by hole punching).
+import { openBlock, openFile, openRam } from '../backstores';
+import type { Backstore } from '../backstores';
+import type { BackstoreConfig } from './schema';
+import { backstoreBytes } from './validate';
+
+export async function openBackstore(b: BackstoreConfig): Promise<Backstore> {
+  const size = backstoreBytes(b);
+  const readOnly = b.readOnly === true;
+  switch (b.type) {
+    case 'ram':
+      // validateConfig guarantees a size for ram; 0 makes openRam report it if not validated.
+      return openRam({ name: b.name, size: size ?? 0 });
+    case 'file':
+      return openFile({
+        name: b.name,
+        path: b.path ?? '',
+        ...(size !== undefined ? { size } : {}),
+        readOnly,
+        unmap: b.thinProvisioning === true ? 'punch-hole' : 'none',
+      });
+    case 'block':
+      return openBlock({ name: b.name, path: b.path ?? '', readOnly });
+  }
+}

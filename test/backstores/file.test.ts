@@ -1,0 +1,225 @@
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { BackstoreError, openFile } from '../../src/backstores';
+import type { FileBackstore } from '../../src/backstores';
+
+let dir = '';
+let n = 0;
+const img = (): string => path.join(dir, `img-${n++}.img`);
+const pattern = (len: number, seed = 1): Buffer => {
+  const b = Buffer.alloc(len);
+  for (let i = 0; i < len; i++) b[i] = (i * 13 + seed) & 0xff;
+  return b;
+};
+async function rejects(p: Promise<unknown>, code: string, includes: string): Promise<void> {
+  try {
+    await p;
+    assert.unreachable('should reject');
+  } catch (err) {
+    assert.instance(err, BackstoreError);
+    assert.is((err as BackstoreError).code, code);
+    assert.ok((err as Error).message.includes(includes), (err as Error).message);
+  }
+}
+/** open(2) flags of one of our fds, from /proc/self/fdinfo (octal). */
+const fdFlags = (fd: number): number => parseInt(/flags:\s*([0-7]+)/.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1]!, 8);
+
+test.before(async () => {
+  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lunbox-file-'));
+});
+test.after(async () => {
+  await fsp.rm(dir, { recursive: true, force: true });
+});
+
+test('creates a missing file sparse: 1 GiB costs almost no blocks', async () => {
+  const p = img();
+  const f = await openFile({ name: 'f', path: p, size: 2 ** 30 });
+  const st = await fsp.stat(p);
+  assert.is(st.size, 2 ** 30);
+  assert.ok(st.blocks * 512 < 1 << 20, `allocated ${st.blocks} blocks`);
+  assert.is(f.size, 2 ** 30);
+  assert.is(f.kind, 'file');
+  assert.is(f.path, p);
+  assert.is(f.volatileCache, true);
+  await f.close();
+});
+
+test('round trip at odd offsets, read lands in the caller buffer at intoOffset', async () => {
+  const f = await openFile({ name: 'f', path: img(), size: 1 << 20 });
+  const data = pattern(70_001);
+  await f.write(data, 4093);
+  const out = Buffer.alloc(data.length + 7, 0xee);
+  await f.read(out, 3, data.length, 4093);
+  assert.ok(out.subarray(3, 3 + data.length).equals(data));
+  assert.is(out[0], 0xee);
+  assert.is(out[out.length - 1], 0xee);
+  await f.close();
+});
+
+test('the size of an existing file comes from fstat', async () => {
+  const p = img();
+  await fsp.writeFile(p, Buffer.alloc(12_288, 5));
+  const f = await openFile({ name: 'f', path: p });
+  assert.is(f.size, 12_288);
+  const out = Buffer.alloc(4);
+  await f.read(out, 0, 4, 12_284);
+  assert.equal([...out], [5, 5, 5, 5]);
+  await f.close();
+});
+
+test('refuses to create without a size', async () => {
+  await rejects(openFile({ name: 'f', path: img(), create: true }), 'ESIZE', 'no size was given');
+});
+
+test('missing file without create is ENOENT naming the path', async () => {
+  const p = img();
+  await rejects(openFile({ name: 'f', path: p }), 'ENOENT', p);
+  await rejects(openFile({ name: 'f', path: p, size: 4096, create: false }), 'ENOENT', p);
+});
+
+test('a size different from the existing file is refused unless grow', async () => {
+  const p = img();
+  await fsp.writeFile(p, Buffer.alloc(8192));
+  await rejects(openFile({ name: 'f', path: p, size: 16384 }), 'ESIZE', 'set grow');
+  await rejects(openFile({ name: 'f', path: p, size: 4096, grow: true }), 'ESIZE', 'shrinking');
+  const f = await openFile({ name: 'f', path: p, size: 16384, grow: true });
+  assert.is(f.size, 16384);
+  assert.is((await fsp.stat(p)).size, 16384);
+  await f.close();
+});
+
+test('an empty existing file is refused', async () => {
+  const p = img();
+  await fsp.writeFile(p, '');
+  await rejects(openFile({ name: 'f', path: p }), 'ESIZE', 'empty');
+});
+
+test('a directory is refused', async () => {
+  await rejects(openFile({ name: 'f', path: dir }), 'EINVAL', 'directory');
+});
+
+test('readOnly opens O_RDONLY and refuses writes', async () => {
+  const p = img();
+  await fsp.writeFile(p, Buffer.alloc(4096, 1));
+  const f = await openFile({ name: 'f', path: p, readOnly: true });
+  assert.is(f.readOnly, true);
+  assert.is(f.canUnmap, false);
+  assert.is(fdFlags(f.handle.fd) & 3, fs.constants.O_RDONLY);
+  await rejects(f.write(Buffer.alloc(1), 0), 'EACCES', 'read-only');
+  assert.ok((await fsp.readFile(p)).every((b) => b === 1));
+  await f.close();
+});
+
+test('FUA (default dsync route) writes through a second fd opened O_DSYNC', async () => {
+  const f = await openFile({ name: 'f', path: img(), size: 1 << 20 });
+  assert.is(f.fuaMode, 'dsync');
+  const d = f.dsyncHandle!;
+  assert.ok(fdFlags(d.fd) & fs.constants.O_DSYNC, 'O_DSYNC set on the FUA fd');
+  assert.not.ok(fdFlags(f.handle.fd) & fs.constants.O_DSYNC, 'main fd is not O_DSYNC');
+  const calls: string[] = [];
+  const origD = d.write.bind(d);
+  const origM = f.handle.write.bind(f.handle);
+  (d as { write: unknown }).write = (...a: Parameters<typeof origD>) => (calls.push('dsync'), origD(...a));
+  (f.handle as { write: unknown }).write = (...a: Parameters<typeof origM>) => (calls.push('main'), origM(...a));
+  await f.write(Buffer.alloc(512, 1), 0, { fua: true });
+  await f.write(Buffer.alloc(512, 2), 512);
+  assert.equal(calls, ['dsync', 'main']);
+  await f.close();
+});
+
+test('FUA (fdatasync route) resolves only after datasync', async () => {
+  const f: FileBackstore = await openFile({ name: 'f', path: img(), size: 1 << 20, fua: 'fdatasync' });
+  assert.is(f.fuaMode, 'fdatasync');
+  assert.is(f.dsyncHandle, undefined);
+  const events: string[] = [];
+  const orig = f.handle.datasync.bind(f.handle);
+  f.handle.datasync = async () => {
+    events.push('datasync start');
+    await orig();
+    events.push('datasync end');
+  };
+  await f.write(Buffer.alloc(512, 1), 0, { fua: true });
+  events.push('resolved');
+  await f.write(Buffer.alloc(512, 1), 0);
+  assert.equal(events, ['datasync start', 'datasync end', 'resolved']);
+  await f.close();
+});
+
+test('flush() calls fdatasync on the main fd', async () => {
+  const f = await openFile({ name: 'f', path: img(), size: 4096 });
+  let called = 0;
+  const orig = f.handle.datasync.bind(f.handle);
+  f.handle.datasync = async () => {
+    called++;
+    await orig();
+  };
+  await f.flush();
+  assert.is(called, 1);
+  await f.close();
+});
+
+test('without punch-hole: canUnmap false, mapping reports all mapped', async () => {
+  const f = await openFile({ name: 'f', path: img(), size: 1 << 20 });
+  assert.is(f.canUnmap, false);
+  assert.is(f.unmapReadsZero, false);
+  assert.equal(await f.mapping(4096, 8192), { mapped: true, length: 8192 });
+  await rejects(f.unmap(0, 4096), 'EINVAL', 'cannot unmap');
+  await f.close();
+});
+
+const haveFallocate = (() => {
+  try {
+    require('node:child_process').execFileSync('fallocate', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+test(`unmap 'punch-hole' zeroes the range and frees blocks${haveFallocate ? '' : ' [SKIPPED: no fallocate(1) on this system]'}`, async () => {
+  if (!haveFallocate) return;
+  const p = img();
+  const f = await openFile({ name: 'f', path: p, size: 4 << 20, unmap: 'punch-hole' });
+  assert.is(f.canUnmap, true);
+  assert.is(f.unmapReadsZero, true);
+  await f.write(pattern(4 << 20), 0);
+  await f.flush();
+  const before = (await fsp.stat(p)).blocks;
+  await f.unmap(1000, 2 << 20); // unaligned both ends: partial blocks are zeroed by the kernel
+  const after = (await fsp.stat(p)).blocks;
+  assert.ok(after < before - 3000, `blocks ${before} → ${after}`);
+  const out = Buffer.alloc(4 << 20);
+  await f.read(out, 0, out.length, 0);
+  assert.ok(out.equals(pattern(4 << 20).fill(0, 1000, 1000 + (2 << 20))));
+  assert.is((await fsp.stat(p)).size, 4 << 20, 'size kept');
+  await f.close();
+});
+
+test('resize grows and shrinks the file', async () => {
+  const p = img();
+  const f = await openFile({ name: 'f', path: p, size: 8192 });
+  await f.resize(16384);
+  assert.is(f.size, 16384);
+  assert.is((await fsp.stat(p)).size, 16384);
+  await f.resize(4096);
+  assert.is((await fsp.stat(p)).size, 4096);
+  await f.close();
+});
+
+test('reading past a file cut short behind our back gives zeros', async () => {
+  const p = img();
+  const f = await openFile({ name: 'f', path: p, size: 8192 });
+  await f.write(Buffer.alloc(8192, 7), 0);
+  await fsp.truncate(p, 4096);
+  const out = Buffer.alloc(8192, 0xee);
+  await f.read(out, 0, 8192, 0);
+  assert.ok(out.subarray(0, 4096).every((b) => b === 7));
+  assert.ok(out.subarray(4096).every((b) => b === 0));
+  await f.close();
+});
+
+test.run();
