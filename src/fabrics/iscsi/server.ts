@@ -1,0 +1,176 @@
+// The iSCSI target server: portals (TCP listeners), the session table (TSIH, session
+// reinstatement §6.3.5), discovery and teardown. Protocol work is in connection.ts.
+
+import { createServer, type Server, type Socket } from 'node:net';
+import { Connection, type ConnectionOwner } from './connection';
+import type { ChapCredentials } from './chap';
+import type { LoginMachine } from './login';
+import { resolveTargetParams } from './negotiation';
+import { LoginStatus } from './pdu';
+import { Session, buildNexus } from './session';
+import { initiatorAllowed, sameName, type IscsiServerOptions, type IscsiTargetDef, type Logger } from './types';
+
+export const DEFAULT_ISCSI_PORT = 3260;
+
+export interface SessionInfo {
+  readonly initiator: string;
+  readonly isid: string;
+  readonly target: string;
+  readonly connections: number;
+}
+
+export class IscsiServer implements ConnectionOwner {
+  readonly log: Logger;
+  readonly discoveryAuth: ChapCredentials | undefined;
+  private targets: readonly IscsiTargetDef[] = [];
+  private readonly servers: Server[] = [];
+  private readonly conns = new Set<Connection>();
+  private readonly byTsih = new Map<number, Session>();
+  private nextTsih = 1;
+  private closing = false;
+
+  constructor(opts: IscsiServerOptions) {
+    this.log = opts.log ?? (() => undefined);
+    this.discoveryAuth = opts.discoveryAuth;
+    this.setTargets(opts.targets);
+  }
+
+  /** Open one portal. Several calls = several portals; port 0 = ephemeral. */
+  listen(address: string, port: number = DEFAULT_ISCSI_PORT): Promise<{ address: string; port: number }> {
+    return new Promise((resolve, reject) => {
+      const srv = createServer({ noDelay: true }, (sock) => this.accept(sock));
+      const onError = (e: Error) => reject(e);
+      srv.once('error', onError);
+      srv.listen({ host: address === '' ? undefined : address, port }, () => {
+        srv.off('error', onError);
+        srv.on('error', (e) => this.log('error', `iscsi portal ${address}:${port}: ${e.message}`));
+        this.servers.push(srv);
+        const a = srv.address();
+        const bound = typeof a === 'object' && a !== null ? { address: a.address, port: a.port } : { address, port };
+        this.log('info', `iscsi portal listening on ${bound.address}:${bound.port}`);
+        resolve(bound);
+      });
+    });
+  }
+
+  /** Replace the target list; sessions already logged in keep theirs, new logins see this one. */
+  setTargets(targets: readonly IscsiTargetDef[]): void {
+    for (const t of targets) resolveTargetParams(t.params); // throws ParamError naming the field
+    this.targets = [...targets];
+  }
+
+  sessions(): readonly SessionInfo[] {
+    return [...this.byTsih.values()]
+      .filter((s) => !s.discovery)
+      .map((s) => ({ initiator: s.initiatorName, isid: s.isidHex, target: s.target?.iqn ?? '', connections: s.connections.size }));
+  }
+
+  /** Ask every session to log out (AsyncEvent 1), wait briefly, then close everything. */
+  async close(): Promise<void> {
+    this.closing = true;
+    const closed = Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    for (const c of this.conns) c.requestLogout(2);
+    const deadline = Date.now() + 2500;
+    while (this.conns.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    for (const c of [...this.conns]) c.destroy('server closed');
+    for (const s of [...this.byTsih.values()]) this.endSession(s, 'server closed');
+    await closed;
+  }
+
+  private accept(sock: Socket): void {
+    if (this.closing) {
+      sock.destroy();
+      return;
+    }
+    const c = new Connection(sock, this);
+    this.conns.add(c);
+    this.log('debug', `iscsi connection from ${c.remote}`);
+  }
+
+  // ------------------------------------------------------------------ ConnectionOwner
+
+  lookupTarget(name: string): IscsiTargetDef | undefined {
+    return this.targets.find((t) => sameName(t.iqn, name));
+  }
+
+  discoverable(initiatorName: string): readonly IscsiTargetDef[] {
+    return this.targets.filter((t) => initiatorAllowed(t, initiatorName));
+  }
+
+  private allocTsih(): number {
+    // §11.12.6: TSIH is non-zero and unique among this target's live sessions.
+    for (;;) {
+      const t = this.nextTsih;
+      this.nextTsih = this.nextTsih >= 0xffff ? 1 : this.nextTsih + 1;
+      if (!this.byTsih.has(t)) return t;
+    }
+  }
+
+  completeLogin(conn: Connection, login: LoginMachine): Session | { status: number; reason: string } {
+    if (this.closing) return { status: LoginStatus.SERVICE_UNAVAILABLE, reason: 'server closing' };
+    const neg = login.negotiated;
+    if (login.sessionType === 'Discovery') {
+      if (login.tsih !== 0) return { status: LoginStatus.SESSION_DOES_NOT_EXIST, reason: 'discovery sessions take one connection' };
+      const s = new Session(this.allocTsih(), login.isid, login.initiatorName, true, undefined, undefined, neg, login.cmdSN);
+      s.connections.add(conn);
+      this.byTsih.set(s.tsih, s);
+      return s;
+    }
+    const target = login.target!;
+    if (login.tsih === 0) {
+      // §6.3.5 session reinstatement: same initiator port + target, TSIH 0 → old session goes.
+      for (const old of [...this.byTsih.values()]) {
+        if (!old.discovery && old.matches(login.initiatorName, login.isid, target.iqn)) {
+          this.log('info', `reinstating session ${login.initiatorName} isid 0x${old.isidHex} (tsih ${old.tsih})`);
+          this.endSession(old, 'session reinstatement');
+        }
+      }
+      const s = new Session(this.allocTsih(), login.isid, login.initiatorName, false, target, buildNexus(login.initiatorName, login.isid, target), neg, login.cmdSN);
+      s.connections.add(conn);
+      this.byTsih.set(s.tsih, s);
+      return s;
+    }
+    // §6.3.? adding a connection to an existing session (MC/S), or reinstating one of its connections.
+    const s = this.byTsih.get(login.tsih);
+    if (s === undefined || s.discovery || !s.matches(login.initiatorName, login.isid, target.iqn)) {
+      return { status: LoginStatus.SESSION_DOES_NOT_EXIST, reason: `no session with TSIH ${login.tsih}` };
+    }
+    for (const c of [...s.connections]) if (c.cid === login.cid) c.destroy('connection reinstatement');
+    if (s.connections.size >= s.negotiated.maxConnections) return { status: LoginStatus.TOO_MANY_CONNECTIONS, reason: `MaxConnections=${s.negotiated.maxConnections}` };
+    s.connections.add(conn);
+    return s;
+  }
+
+  connectionClosed(conn: Connection): void {
+    this.conns.delete(conn);
+    const s = conn.session;
+    if (s === null) return;
+    s.connections.delete(conn);
+    // ERL 0: losing the last connection ends the session (§7.1.4.? no connection recovery).
+    if (s.connections.size === 0 && !s.ended) this.endSession(s, 'connection lost');
+  }
+
+  endSession(s: Session, reason: string): void {
+    if (s.ended) return;
+    s.ended = true;
+    for (const t of s.tasks.values()) t.abort(reason);
+    s.cmdsn.clear();
+    if (this.byTsih.get(s.tsih) === s) this.byTsih.delete(s.tsih);
+    if (s.nexus !== undefined && s.target !== undefined) {
+      try {
+        s.target.port.nexusLost(s.nexus);
+      } catch (e) {
+        this.log('warn', `nexusLost failed: ${(e as Error).message}`);
+      }
+    }
+    this.log('debug', `session tsih ${s.tsih} ended: ${reason}`);
+    // A logout ends the session on the connection that asked; everything else drops now.
+    if (reason !== 'logout') for (const c of [...s.connections]) c.destroy(reason);
+  }
+
+  coldReset(target: IscsiTargetDef): void {
+    for (const s of [...this.byTsih.values()]) {
+      if (s.target === target) for (const c of [...s.connections]) c.destroy('target cold reset');
+    }
+  }
+}
