@@ -58,6 +58,7 @@ truncate -s "$BYTES" "$TMPFS/disk.img"
 export TGT_IPC_SOCKET=$OUT/tgtd.sock
 setsid tgtd -f -C $TGT_PORT --iscsi portal=127.0.0.1:$TGT_PORT </dev/null >"$OUT/tgtd.log" 2>&1 &
 TGT_PID=$!
+disown "$TGT_PID"   # no job-control noise when cleanup kills it
 ADM=(tgtadm -C $TGT_PORT --lld iscsi)
 for _ in $(seq 50); do "${ADM[@]}" --mode target --op show >/dev/null 2>&1 && break; sleep 0.1; done
 "${ADM[@]}" --mode target --op new --tid 1 --targetname $TGT_IQN || die "tgtadm target new"
@@ -111,8 +112,8 @@ FIGURES=(
   "rand4k_write_qd1  1  4096    $STEP4K  1 8000  IOPS"
   "rand4k_write_qd32 32 4096    $STEP4K  1 40000 IOPS"
 )
-printf '%-18s %12s %12s %7s   %14s %14s %7s\n' figure lunbox tgtd ratio "lunbox_cpu" "tgtd_cpu" ratio
-printf '%-18s %12s %12s %7s   %14s %14s %7s\n' "" "" "" "lb/tgt" "ms/MiB" "ms/MiB" "lb/tgt"
+printf '%-18s %14s %14s %8s   %13s %13s %8s\n' figure lunbox tgtd lunbox/tgtd "lunbox CPU" "tgtd CPU" "lb/tgt" | tee "$OUT/results.txt"
+printf '%-18s %14s %14s %8s   %13s %13s %8s\n' "" "" "" "(>1 wins)" "ms per MiB" "ms per MiB" "(<1 wins)" | tee -a "$OUT/results.txt"
 for f in "${FIGURES[@]}"; do
   read -r name d s st w c unit <<<"$f"
   lbv=(); tgv=(); lbc=(); tgc=()
@@ -126,6 +127,6 @@ for f in "${FIGURES[@]}"; do
   LC=$(printf '%s\n' "${lbc[@]}" | median); TC=$(printf '%s\n' "${tgc[@]}" | median)
   R=$(awk -v a="$L" -v b="$T" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "nan" }')
   RC=$(awk -v a="$LC" -v b="$TC" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "nan" }')
-  printf '%-18s %8s %-5s %8s %-5s %5s   %14s %14s %7s\n' "$name" "$L" "$unit" "$T" "$unit" "$R" "$LC" "$TC" "$RC" | tee -a "$OUT/results.txt"
+  printf '%-18s %14s %14s %8s   %13s %13s %8s\n' "$name" "$L $unit" "$T $unit" "$R" "$LC" "$TC" "$RC" | tee -a "$OUT/results.txt"
 done
 echo "# raw logs in $OUT" >&2
