@@ -1,0 +1,168 @@
+// The command table: one entry per supported opcode / service action, with the CDB usage
+// mask that both the reserved-bit check and REPORT SUPPORTED OPERATION CODES use.
+
+import type { CommandDef } from './command';
+import { Op, ServiceAction } from './cdb';
+import { inquiry } from './spc/inquiry';
+import { modeSelect10, modeSelect6, modeSense10, modeSense6 } from './spc/mode';
+import { requestSense } from './spc/request-sense';
+import { release, reserve } from './spc/reserve';
+import { makeReportSupportedOpcodes, reportSupportedTmfs } from './spc/opcodes';
+import { reportLuns } from './spc/report-luns';
+import { read, verify, write, writeAndVerify } from './sbc/read-write';
+import { unmap, writeSame } from './sbc/provisioning';
+import {
+  preventAllow,
+  readCapacity10,
+  readCapacity16,
+  startStopUnit,
+  synchronizeCache,
+  testUnitReady,
+} from './sbc/unit';
+
+const C = 0x07; // CONTROL byte: NACA and LINK are evaluated (and rejected)
+const LBA4 = [0xff, 0xff, 0xff, 0xff];
+const LBA8 = [...LBA4, ...LBA4];
+const IO_T = { nominal: 1, recommended: 30 };
+
+const ALWAYS_THIN = (lu: { thin: boolean }) => lu.thin;
+
+export const COMMANDS: readonly CommandDef[] = [
+  { name: 'TEST UNIT READY', opcode: Op.TEST_UNIT_READY, usage: [0x00, 0, 0, 0, 0, C], medium: true, run: testUnitReady },
+  {
+    name: 'REQUEST SENSE', opcode: Op.REQUEST_SENSE, usage: [0x03, 0x01, 0, 0, 0xff, C],
+    uaExempt: true, reservationExempt: true, headOfQueue: true, run: requestSense,
+  },
+  { name: 'READ(6)', opcode: Op.READ_6, usage: [0x08, 0x1f, 0xff, 0xff, 0xff, C], medium: true, timeouts: IO_T, run: read(6) },
+  { name: 'WRITE(6)', opcode: Op.WRITE_6, usage: [0x0a, 0x1f, 0xff, 0xff, 0xff, C], medium: true, write: true, timeouts: IO_T, run: write(6) },
+  {
+    name: 'INQUIRY', opcode: Op.INQUIRY, usage: [0x12, 0x01, 0xff, 0xff, 0xff, C],
+    uaExempt: true, reservationExempt: true, headOfQueue: true, run: inquiry,
+  },
+  { name: 'MODE SELECT(6)', opcode: Op.MODE_SELECT_6, usage: [0x15, 0x11, 0, 0, 0xff, C], run: modeSelect6 },
+  { name: 'RESERVE(6)', opcode: Op.RESERVE_6, usage: [0x16, 0, 0, 0, 0, C], run: reserve },
+  { name: 'RELEASE(6)', opcode: Op.RELEASE_6, usage: [0x17, 0, 0, 0, 0, C], reservationExempt: true, run: release },
+  { name: 'MODE SENSE(6)', opcode: Op.MODE_SENSE_6, usage: [0x1a, 0x08, 0xff, 0xff, 0xff, C], run: modeSense6 },
+  {
+    name: 'START STOP UNIT', opcode: Op.START_STOP_UNIT, usage: [0x1b, 0x01, 0, 0x0f, 0xf7, C],
+    timeouts: { nominal: 1, recommended: 60 }, run: startStopUnit,
+  },
+  {
+    name: 'PREVENT ALLOW MEDIUM REMOVAL', opcode: Op.PREVENT_ALLOW_MEDIUM_REMOVAL, usage: [0x1e, 0, 0, 0, 0x03, C],
+    run: preventAllow,
+  },
+  {
+    name: 'READ CAPACITY(10)', opcode: Op.READ_CAPACITY_10, usage: [0x25, 0, ...LBA4, 0, 0, 0x01, C],
+    medium: true, run: readCapacity10,
+  },
+  { name: 'READ(10)', opcode: Op.READ_10, usage: [0x28, 0x18, ...LBA4, 0x1f, 0xff, 0xff, C], medium: true, timeouts: IO_T, run: read(10) },
+  {
+    name: 'WRITE(10)', opcode: Op.WRITE_10, usage: [0x2a, 0x18, ...LBA4, 0x1f, 0xff, 0xff, C],
+    medium: true, write: true, timeouts: IO_T, run: write(10),
+  },
+  {
+    name: 'WRITE AND VERIFY(10)', opcode: Op.WRITE_AND_VERIFY_10, usage: [0x2e, 0x12, ...LBA4, 0x1f, 0xff, 0xff, C],
+    medium: true, write: true, timeouts: IO_T, run: writeAndVerify(10),
+  },
+  { name: 'VERIFY(10)', opcode: Op.VERIFY_10, usage: [0x2f, 0x16, ...LBA4, 0x1f, 0xff, 0xff, C], medium: true, timeouts: IO_T, run: verify(10) },
+  {
+    name: 'SYNCHRONIZE CACHE(10)', opcode: Op.SYNCHRONIZE_CACHE_10, usage: [0x35, 0x06, ...LBA4, 0x1f, 0xff, 0xff, C],
+    medium: true, timeouts: { nominal: 5, recommended: 120 }, run: synchronizeCache(10),
+  },
+  {
+    name: 'WRITE SAME(10)', opcode: Op.WRITE_SAME_10, usage: [0x41, 0x08, ...LBA4, 0x1f, 0xff, 0xff, C],
+    medium: true, write: true, timeouts: { nominal: 5, recommended: 120 }, run: writeSame(10),
+  },
+  {
+    name: 'UNMAP', opcode: Op.UNMAP, usage: [0x42, 0, 0, 0, 0, 0, 0x1f, 0xff, 0xff, C],
+    medium: true, write: true, supported: ALWAYS_THIN, timeouts: { nominal: 5, recommended: 120 }, run: unmap,
+  },
+  { name: 'MODE SELECT(10)', opcode: Op.MODE_SELECT_10, usage: [0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, C], run: modeSelect10 },
+  { name: 'RESERVE(10)', opcode: Op.RESERVE_10, usage: [0x56, 0, 0, 0, 0, 0, 0, 0, 0, C], run: reserve },
+  { name: 'RELEASE(10)', opcode: Op.RELEASE_10, usage: [0x57, 0, 0, 0, 0, 0, 0, 0, 0, C], reservationExempt: true, run: release },
+  { name: 'MODE SENSE(10)', opcode: Op.MODE_SENSE_10, usage: [0x5a, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, C], run: modeSense10 },
+  {
+    name: 'READ(16)', opcode: Op.READ_16, usage: [0x88, 0x18, ...LBA8, ...LBA4, 0x1f, C],
+    medium: true, timeouts: IO_T, run: read(16),
+  },
+  {
+    name: 'WRITE(16)', opcode: Op.WRITE_16, usage: [0x8a, 0x18, ...LBA8, ...LBA4, 0x1f, C],
+    medium: true, write: true, timeouts: IO_T, run: write(16),
+  },
+  {
+    name: 'WRITE AND VERIFY(16)', opcode: Op.WRITE_AND_VERIFY_16, usage: [0x8e, 0x12, ...LBA8, ...LBA4, 0x1f, C],
+    medium: true, write: true, timeouts: IO_T, run: writeAndVerify(16),
+  },
+  {
+    name: 'VERIFY(16)', opcode: Op.VERIFY_16, usage: [0x8f, 0x16, ...LBA8, ...LBA4, 0x1f, C],
+    medium: true, timeouts: IO_T, run: verify(16),
+  },
+  {
+    name: 'SYNCHRONIZE CACHE(16)', opcode: Op.SYNCHRONIZE_CACHE_16, usage: [0x91, 0x06, ...LBA8, ...LBA4, 0x1f, C],
+    medium: true, timeouts: { nominal: 5, recommended: 120 }, run: synchronizeCache(16),
+  },
+  {
+    name: 'WRITE SAME(16)', opcode: Op.WRITE_SAME_16, usage: [0x93, 0x08, ...LBA8, ...LBA4, 0x1f, C],
+    medium: true, write: true, timeouts: { nominal: 5, recommended: 120 }, run: writeSame(16),
+  },
+  {
+    name: 'READ CAPACITY(16)', opcode: Op.SERVICE_ACTION_IN_16, serviceAction: ServiceAction.READ_CAPACITY_16,
+    usage: [0x9e, 0x10, ...LBA8, ...LBA4, 0x01, C], medium: true, run: readCapacity16,
+  },
+  {
+    name: 'REPORT LUNS', opcode: Op.REPORT_LUNS, usage: [0xa0, 0, 0xff, 0, 0, 0, ...LBA4, 0, C],
+    uaExempt: true, reservationExempt: true, headOfQueue: true,
+    // The target port answers REPORT LUNS from its LUN map; a unit on its own knows only LUN 0.
+    run: (ctx) => {
+      const r = reportLuns(ctx.cmd.cdb, [0]);
+      return 'data' in r ? ctx.good(r.data, r.alloc) : ctx.fail(r);
+    },
+  },
+  {
+    name: 'REPORT SUPPORTED OPERATION CODES', opcode: Op.MAINTENANCE_IN,
+    serviceAction: ServiceAction.REPORT_SUPPORTED_OPERATION_CODES,
+    usage: [0xa3, 0x0c, 0x87, 0xff, 0xff, 0xff, ...LBA4, 0, C], reservationExempt: true,
+    run: makeReportSupportedOpcodes(() => COMMANDS),
+  },
+  {
+    name: 'REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS', opcode: Op.MAINTENANCE_IN,
+    serviceAction: ServiceAction.REPORT_SUPPORTED_TMFS,
+    usage: [0xa3, 0x0d, 0x80, 0, 0, 0, ...LBA4, 0, C], reservationExempt: true, run: reportSupportedTmfs,
+  },
+  {
+    name: 'READ(12)', opcode: Op.READ_12, usage: [0xa8, 0x18, ...LBA4, ...LBA4, 0x1f, C],
+    medium: true, timeouts: IO_T, run: read(12),
+  },
+  {
+    name: 'WRITE(12)', opcode: Op.WRITE_12, usage: [0xaa, 0x18, ...LBA4, ...LBA4, 0x1f, C],
+    medium: true, write: true, timeouts: IO_T, run: write(12),
+  },
+  {
+    name: 'WRITE AND VERIFY(12)', opcode: Op.WRITE_AND_VERIFY_12, usage: [0xae, 0x12, ...LBA4, ...LBA4, 0x1f, C],
+    medium: true, write: true, timeouts: IO_T, run: writeAndVerify(12),
+  },
+  {
+    name: 'VERIFY(12)', opcode: Op.VERIFY_12, usage: [0xaf, 0x16, ...LBA4, ...LBA4, 0x1f, C],
+    medium: true, timeouts: IO_T, run: verify(12),
+  },
+];
+
+const BY_OPCODE = new Map<number, CommandDef[]>();
+for (const d of COMMANDS) {
+  const list = BY_OPCODE.get(d.opcode) ?? [];
+  list.push(d);
+  BY_OPCODE.set(d.opcode, list);
+}
+
+/**
+ * The table entry for a CDB: undefined for an unknown opcode (INVALID COMMAND OPERATION
+ * CODE), 'bad-sa' for a known opcode with an unknown service action (INVALID FIELD IN CDB).
+ */
+export function lookupCommand(opcode: number, cdb: Buffer): CommandDef | 'bad-sa' | undefined {
+  const list = BY_OPCODE.get(opcode);
+  if (!list) return undefined;
+  const first = list[0];
+  if (first && first.serviceAction === undefined) return first;
+  const sa = (cdb[1] ?? 0) & 0x1f;
+  return list.find((d) => d.serviceAction === sa) ?? 'bad-sa';
+}

@@ -1,0 +1,454 @@
+// A logical unit: the task set, unit attentions per I_T nexus, mode page state, SPC-2
+// reservations, medium state, and the pipeline every command goes through
+// (SAM-5 §5.14 unit attention → opcode → CDB fields → reservation → medium → protect → handler).
+
+import { createHash } from 'node:crypto';
+import type { Backstore } from '../backstores/backstore';
+import { Status, type ScsiCommand, type ScsiResult, type TaskAttribute } from './types';
+import {
+  Asc,
+  SenseKey,
+  encodeSense,
+  illegal,
+  internalFailure,
+  invalidCdb,
+  writeProtected,
+  type AscCode,
+  type SenseSpec,
+} from './sense';
+import type { CommandContext, CommandDef } from './command';
+import { lookupCommand } from './commands';
+import { MAX_TRANSFER_BYTES, MAX_UNMAP_BLOCKS, MAX_WRITE_SAME_BLOCKS } from './limits';
+
+export interface LogicalUnitOptions {
+  backstore: Backstore;
+  /** 512 (default) | 1024 | 2048 | 4096 */
+  blockSize?: number;
+  vendor?: string;
+  product?: string;
+  revision?: string;
+  serial?: string;
+  naa?: bigint;
+  readOnly?: boolean;
+  writeCache?: boolean;
+  removable?: boolean;
+  thinProvisioning?: boolean;
+}
+
+export interface ResolvedLogicalUnitOptions {
+  readonly backstore: Backstore;
+  readonly blockSize: number;
+  readonly vendor: string;
+  readonly product: string;
+  readonly revision: string;
+  readonly serial: string;
+  readonly naa: bigint;
+  readonly readOnly: boolean;
+  readonly writeCache: boolean;
+  readonly removable: boolean;
+  readonly thinProvisioning: boolean;
+}
+
+const BLOCK_SIZES = [512, 1024, 2048, 4096];
+const PRODUCT_BY_KIND: Record<string, string> = { ram: 'RAMDISK', file: 'FILEIO', block: 'BLOCKIO' };
+
+/** Unit attention queued for one I_T nexus. */
+interface NexusState {
+  /** ASC/ASCQ of pending unit attentions, oldest first (reset family first). */
+  readonly uas: AscCode[];
+  prevent: boolean;
+}
+
+interface Task {
+  readonly tag: number;
+  readonly nexusId: string;
+  readonly attribute: TaskAttribute;
+  aborted: boolean;
+  /** Settles when the handler has returned (no more side effects). */
+  done: Promise<void>;
+  /** Resolves when the task is aborted. */
+  readonly abortSignal: Promise<void>;
+  abort(): void;
+}
+
+export const ABORTED: ScsiResult = Object.freeze({ status: Status.TASK_ABORTED });
+
+class AbortedError extends Error {
+  constructor() {
+    super('task aborted');
+  }
+}
+
+/** The fabric could not deliver data-out (protocol error, connection trouble). */
+class DataOutError extends Error {}
+
+function deriveSerial(name: string): string {
+  return createHash('sha256').update(`lunbox:${name}`).digest('hex').slice(0, 16);
+}
+
+function deriveNaa(serial: string): bigint {
+  // 124 bits after the NAA nibble: IEEE company id (24) + vendor specific (36 + 64).
+  const h = createHash('sha256').update(`lunbox-naa:${serial}`).digest();
+  return ((h.readBigUInt64BE(0) << 64n) | h.readBigUInt64BE(8)) & ((1n << 124n) - 1n);
+}
+
+function fit(s: string, n: number): string {
+  return s.slice(0, n);
+}
+
+export class LogicalUnit {
+  readonly options: ResolvedLogicalUnitOptions;
+  readonly backstore: Backstore;
+  readonly blockSize: number;
+
+  // Mode page state (current values; saved values are not supported).
+  writeCacheEnabled: boolean;
+  descriptorSense = false;
+  softwareWriteProtect = false;
+
+  /** Medium state for removable units (SBC-3 §5.25 START STOP UNIT, LOEJ). */
+  mediumLoaded = true;
+  /** SPC-2 RESERVE(6)/(10) holder (nexus id). */
+  reservationHolder: string | undefined;
+
+  private readonly nexuses = new Map<string, NexusState>();
+  private readonly tasks: Task[] = [];
+  private closed = false;
+
+  constructor(opts: LogicalUnitOptions) {
+    const bs = opts.backstore;
+    const blockSize = opts.blockSize ?? 512;
+    if (!BLOCK_SIZES.includes(blockSize)) {
+      throw new RangeError(`blockSize must be one of ${BLOCK_SIZES.join(', ')}, got ${blockSize}`);
+    }
+    const serial = fit(opts.serial ?? deriveSerial(bs.name), 64);
+    this.options = {
+      backstore: bs,
+      blockSize,
+      vendor: fit(opts.vendor ?? 'LUNBOX', 8),
+      product: fit(opts.product ?? PRODUCT_BY_KIND[bs.kind] ?? 'DISK', 16),
+      revision: fit(opts.revision ?? '0001', 4),
+      serial,
+      naa: (opts.naa ?? deriveNaa(serial)) & ((1n << 124n) - 1n),
+      readOnly: opts.readOnly ?? bs.readOnly,
+      writeCache: opts.writeCache ?? bs.volatileCache,
+      removable: opts.removable ?? false,
+      thinProvisioning: opts.thinProvisioning ?? bs.canUnmap,
+    };
+    this.backstore = bs;
+    this.blockSize = blockSize;
+    this.writeCacheEnabled = this.options.writeCache;
+  }
+
+  get name(): string {
+    return this.backstore.name;
+  }
+  /** Size in bytes as the backstore reports it now. */
+  get size(): number {
+    return this.backstore.size;
+  }
+  /** Number of logical blocks (whole blocks only). */
+  get blockCount(): number {
+    return Math.floor(this.backstore.size / this.blockSize);
+  }
+  get thin(): boolean {
+    return this.options.thinProvisioning;
+  }
+  /** SBC-3 LBPRZ: unmapped blocks read as zeros (true when unmap is emulated by writing zeros). */
+  get unmapReadsZero(): boolean {
+    return this.backstore.canUnmap ? this.backstore.unmapReadsZero : true;
+  }
+  /** Blocks per command we accept (SBC-3 §6.6.4 MAXIMUM TRANSFER LENGTH). */
+  get maxTransferBlocks(): number {
+    return MAX_TRANSFER_BYTES / this.blockSize;
+  }
+  get maxWriteSameBlocks(): number {
+    return MAX_WRITE_SAME_BLOCKS;
+  }
+  get maxUnmapBlocks(): number {
+    return MAX_UNMAP_BLOCKS;
+  }
+
+  // ---------------------------------------------------------------- unit attentions
+
+  private nexusState(id: string): NexusState {
+    let s = this.nexuses.get(id);
+    if (!s) {
+      // SAM-5 §6.3.1: a new I_T nexus first sees POWER ON, RESET, OR BUS DEVICE RESET OCCURRED.
+      s = { uas: [Asc.POWER_ON_RESET], prevent: false };
+      this.nexuses.set(id, s);
+    }
+    return s;
+  }
+
+  /** Queue a unit attention for one nexus (duplicates dropped, reset family replaces older ones). */
+  raiseUa(nexusId: string, asc: AscCode): void {
+    const s = this.nexusState(nexusId);
+    if (asc >> 8 === 0x29) {
+      // SAM-5 §5.14: the reset family outranks everything queued before it.
+      s.uas.length = 0;
+      s.uas.push(asc);
+      return;
+    }
+    if (!s.uas.includes(asc)) s.uas.push(asc);
+  }
+
+  /** Queue a unit attention for every nexus that has talked to this unit (except `except`). */
+  raiseUaAll(asc: AscCode, except?: string): void {
+    for (const id of this.nexuses.keys()) if (id !== except) this.raiseUa(id, asc);
+  }
+
+  /** Take (and clear) the oldest unit attention for a nexus. */
+  takeUa(nexusId: string): AscCode | undefined {
+    return this.nexusState(nexusId).uas.shift();
+  }
+
+  /** Drop a specific pending unit attention (REPORT LUNS clears 3Fh/0Eh). */
+  clearUa(nexusId: string, asc: AscCode): void {
+    const s = this.nexuses.get(nexusId);
+    if (!s) return;
+    const i = s.uas.indexOf(asc);
+    if (i >= 0) s.uas.splice(i, 1);
+  }
+
+  /** Pending unit attentions, for tests and the console. */
+  pendingUas(nexusId: string): readonly AscCode[] {
+    return this.nexuses.get(nexusId)?.uas ?? [];
+  }
+
+  capacityChanged(): void {
+    this.raiseUaAll(Asc.CAPACITY_DATA_HAS_CHANGED);
+  }
+
+  // ---------------------------------------------------------------- medium / prevent
+
+  isPrevented(): boolean {
+    for (const s of this.nexuses.values()) if (s.prevent) return true;
+    return false;
+  }
+  setPrevent(nexusId: string, on: boolean): void {
+    this.nexusState(nexusId).prevent = on;
+  }
+
+  // ---------------------------------------------------------------- resets
+
+  /** SAM-5 §7.7 LOGICAL UNIT RESET (and the LU's share of a target reset). */
+  async reset(asc: AscCode): Promise<void> {
+    const aborted = this.abortWhere(() => true);
+    this.reservationHolder = undefined;
+    for (const s of this.nexuses.values()) s.prevent = false;
+    this.raiseUaAll(asc);
+    await this.settle(aborted);
+  }
+
+  /** SAM-5 §7.6 I_T NEXUS RESET for this unit, or nexus loss (`lost`: forget the nexus). */
+  async nexusReset(nexusId: string, lost: boolean): Promise<void> {
+    const aborted = this.abortWhere((t) => t.nexusId === nexusId);
+    if (this.reservationHolder === nexusId) this.reservationHolder = undefined;
+    if (lost) this.nexuses.delete(nexusId);
+    else {
+      const s = this.nexusState(nexusId);
+      s.prevent = false;
+      this.raiseUa(nexusId, Asc.I_T_NEXUS_LOSS_OCCURRED);
+    }
+    await this.settle(aborted);
+  }
+
+  // ---------------------------------------------------------------- task set
+
+  /** Abort tasks matching `pred`; returns them so the caller can wait for them to settle. */
+  abortWhere(pred: (t: Task) => boolean): Task[] {
+    const hit = this.tasks.filter((t) => !t.aborted && pred(t));
+    for (const t of hit) t.abort();
+    return hit;
+  }
+
+  abortTask(nexusId: string, tag: number): Task[] {
+    return this.abortWhere((t) => t.nexusId === nexusId && t.tag === tag);
+  }
+
+  hasTask(nexusId: string, tag: number): boolean {
+    return this.tasks.some((t) => !t.aborted && t.nexusId === nexusId && t.tag === tag);
+  }
+
+  /** Abort every task of a nexus (ABORT TASK SET) or of all nexuses (CLEAR TASK SET). */
+  abortTaskSet(nexusId: string, all: boolean): Task[] {
+    const hit = this.abortWhere((t) => all || t.nexusId === nexusId);
+    if (all) {
+      // SPC-4 §7.5.8 (TAS=0): other initiators learn of their lost tasks by unit attention.
+      const others = new Set(hit.filter((t) => t.nexusId !== nexusId).map((t) => t.nexusId));
+      for (const id of others) this.raiseUa(id, Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR);
+    }
+    return hit;
+  }
+
+  async settle(tasks: readonly Task[]): Promise<void> {
+    await Promise.all(tasks.map((t) => t.done));
+  }
+
+  get tasksInFlight(): number {
+    return this.tasks.length;
+  }
+
+  private enter(cmd: ScsiCommand, attribute: TaskAttribute): { task: Task; deps: Promise<void>[] } {
+    // SAM-5 §8.6: ORDERED waits for every older task; SIMPLE waits for older ORDERED tasks;
+    // HEAD OF QUEUE starts at once.
+    const deps: Promise<void>[] = [];
+    if (attribute === 'ordered') for (const t of this.tasks) deps.push(t.done);
+    else if (attribute === 'simple' || attribute === 'aca')
+      for (const t of this.tasks) if (t.attribute === 'ordered') deps.push(t.done);
+    let abortResolve!: () => void;
+    const abortSignal = new Promise<void>((r) => (abortResolve = r));
+    const task: Task = {
+      tag: cmd.tag,
+      nexusId: cmd.nexus.id,
+      attribute,
+      aborted: false,
+      done: Promise.resolve(),
+      abortSignal,
+      abort() {
+        if (this.aborted) return;
+        this.aborted = true;
+        abortResolve();
+      },
+    };
+    this.tasks.push(task);
+    return { task, deps };
+  }
+
+  private leave(task: Task): void {
+    const i = this.tasks.indexOf(task);
+    if (i >= 0) this.tasks.splice(i, 1);
+  }
+
+  // ---------------------------------------------------------------- execution
+
+  /** Sense in the format the control mode page selects (D_SENSE). */
+  senseResult(s: SenseSpec): ScsiResult {
+    return { status: Status.CHECK_CONDITION, sense: encodeSense(s, this.descriptorSense) };
+  }
+
+  /**
+   * Run one command addressed to this unit. `mapReadOnly`: the LUN map entry is read-only.
+   * Never throws: unexpected exceptions become HARDWARE ERROR / INTERNAL TARGET FAILURE.
+   */
+  execute(cmd: ScsiCommand, mapReadOnly = false): Promise<ScsiResult> {
+    if (this.closed) return Promise.resolve(this.senseResult({ key: SenseKey.NOT_READY, asc: Asc.LUN_NOT_READY_CAUSE_NOT_REPORTABLE }));
+    const cdb = cmd.cdb;
+    const opcode = cdb[0] ?? 0;
+    const def = lookupCommand(opcode, cdb);
+
+    // SAM-5 §5.14: a pending unit attention terminates any command but the exempt ones.
+    const exempt = def !== undefined && def !== 'bad-sa' && def.uaExempt === true;
+    if (!exempt) {
+      const ua = this.takeUa(cmd.nexus.id);
+      if (ua !== undefined) return Promise.resolve(this.senseResult({ key: SenseKey.UNIT_ATTENTION, asc: ua }));
+    } else {
+      this.nexusState(cmd.nexus.id);
+    }
+    if (def === undefined) return Promise.resolve(this.senseResult(illegal(Asc.INVALID_COMMAND_OPERATION_CODE)));
+    if (def === 'bad-sa') return Promise.resolve(this.senseResult(invalidCdb(1, 4)));
+    if (def.supported && !def.supported(this)) {
+      return Promise.resolve(this.senseResult(illegal(Asc.INVALID_COMMAND_OPERATION_CODE)));
+    }
+
+    const attribute: TaskAttribute = def.headOfQueue ? 'head-of-queue' : cmd.attribute;
+    const { task, deps } = this.enter(cmd, attribute);
+    const inner = (async (): Promise<ScsiResult> => {
+      if (deps.length > 0) await Promise.race([Promise.all(deps), task.abortSignal]);
+      if (task.aborted || cmd.aborted) return ABORTED;
+      try {
+        return await this.dispatch(cmd, def, task, mapReadOnly);
+      } catch (e) {
+        if (e instanceof AbortedError || task.aborted) return ABORTED;
+        if (e instanceof DataOutError) {
+          // SAM-5 / SPC-4: a failed data transfer is ABORTED COMMAND, DATA PHASE ERROR.
+          process.stderr.write(`lunbox scsi: ${def.name} on ${this.name}: data-out failed: ${e.message}\n`);
+          return this.senseResult({ key: SenseKey.ABORTED_COMMAND, asc: Asc.DATA_PHASE_ERROR });
+        }
+        process.stderr.write(
+          `lunbox scsi: ${def.name} on ${this.name} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+        );
+        return this.senseResult(internalFailure);
+      }
+    })();
+    task.done = inner.then(
+      () => this.leave(task),
+      () => this.leave(task),
+    );
+    return Promise.race([inner, task.abortSignal.then(() => ABORTED)]).then((r) =>
+      task.aborted || cmd.aborted ? ABORTED : r,
+    );
+  }
+
+  private async dispatch(cmd: ScsiCommand, def: CommandDef, task: Task, mapReadOnly: boolean): Promise<ScsiResult> {
+    const cdb = cmd.cdb;
+    // SPC-4 §4.2.5.2: reserved bits set → INVALID FIELD IN CDB, pointing at the first bad bit.
+    const bad = checkReservedBits(cdb, def.usage);
+    if (bad) return this.senseResult(bad);
+
+    // SPC-2 §5.5.1: another nexus holds the reservation.
+    if (this.reservationHolder !== undefined && this.reservationHolder !== cmd.nexus.id && !def.reservationExempt) {
+      return { status: Status.RESERVATION_CONFLICT };
+    }
+    if (def.medium && !this.mediumLoaded) {
+      return this.senseResult({ key: SenseKey.NOT_READY, asc: Asc.MEDIUM_NOT_PRESENT_TRAY_OPEN });
+    }
+    const writeProtect = mapReadOnly || this.options.readOnly || this.softwareWriteProtect;
+    if (def.write && writeProtect) {
+      return this.senseResult(this.softwareWriteProtect && !mapReadOnly && !this.options.readOnly
+        ? { key: SenseKey.DATA_PROTECT, asc: Asc.SOFTWARE_WRITE_PROTECTED }
+        : writeProtected);
+    }
+
+    const lu = this;
+    const ctx: CommandContext = {
+      cmd,
+      lu,
+      writeProtected: writeProtect,
+      fail: (s) => lu.senseResult(s),
+      good(dataIn?: Buffer, allocation?: number): ScsiResult {
+        if (!dataIn) return { status: Status.GOOD };
+        const n = allocation === undefined ? dataIn.length : Math.min(allocation, dataIn.length);
+        return { status: Status.GOOD, dataIn: n === dataIn.length ? dataIn : dataIn.subarray(0, n) };
+      },
+      async pull(length: number): Promise<Buffer> {
+        if (task.aborted || cmd.aborted) throw new AbortedError();
+        const transfer = cmd.dataOut(length).catch((e: unknown) => {
+          throw new DataOutError(e instanceof Error ? e.message : String(e));
+        });
+        const got = await Promise.race([transfer, task.abortSignal.then(() => undefined)]);
+        if (got === undefined || task.aborted || cmd.aborted) throw new AbortedError();
+        return got;
+      },
+      get aborted() {
+        return task.aborted || cmd.aborted === true;
+      },
+    };
+    return def.run(ctx);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.settle(this.abortWhere(() => true));
+    await this.backstore.close();
+  }
+}
+
+/** First CDB bit set outside the command's usage mask, as INVALID FIELD IN CDB sense. */
+export function checkReservedBits(cdb: Buffer, usage: readonly number[]): SenseSpec | undefined {
+  const len = usage.length;
+  if (cdb.length < len) return invalidCdb(cdb.length);
+  for (let i = 1; i < len - 1; i++) {
+    const extra = (cdb[i] ?? 0) & ~(usage[i] ?? 0) & 0xff;
+    if (extra !== 0) return invalidCdb(i, 31 - Math.clz32(extra));
+  }
+  // SAM-5 §5.2: NACA (bit 2) needs ACA support and LINK (bit 0) is obsolete: both rejected.
+  const control = cdb[len - 1] ?? 0;
+  if (control & 0x04) return invalidCdb(len - 1, 2);
+  if (control & 0x01) return invalidCdb(len - 1, 0);
+  return undefined;
+}
+
+export { writeProtected };
