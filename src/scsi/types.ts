@@ -34,7 +34,7 @@ export interface Nexus {
   readonly targetPort: string;
   /** Relative target port identifier (VPD 0x83, REPORT TARGET PORT GROUPS); 1-based. */
   readonly relativeTargetPortId: number;
-  /** SPC-4 §7.6.4 PROTOCOL IDENTIFIER of the transport (iSCSI 5, SBP 3, SAS 6 for USB). */
+  /** SPC-4 §7.6.4 PROTOCOL IDENTIFIER of the transport (iSCSI 5, SBP 3, UAS 9, 0xF none: USB BOT). */
   readonly protocolId: number;
   /** SPC-4 §7.6.4 TransportID of the initiator port, for persistent reservations. */
   readonly transportId: Buffer;

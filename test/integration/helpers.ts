@@ -118,45 +118,37 @@ export interface TestCuResult {
 }
 
 /**
- * Parse iscsi-test-cu's verbose output. CUnit counts a skipped test as passed, so skips
- * are told apart by libiscsi's "[SKIPPED]" note inside the test's output.
+ * Parse iscsi-test-cu's verbose output. CUnit prints `  Test: NAME ...`, then whatever the
+ * test logs, then its result token `passed` or `FAILED` (right after the dots, or at the
+ * start of a line). Text after the token on the same line is the suite's cleanup, not the
+ * test's. CUnit counts a test that libiscsi skipped (it logs "[SKIPPED]" and passes) as
+ * passed; here it is a skip.
  */
 export function parseTestCu(output: string): TestCuResult[] {
   const results: TestCuResult[] = [];
   let suite = '';
   let cur: { name: string; text: string } | undefined;
-  const finish = (resultWord: string): void => {
+  const finish = (token: string): void => {
     if (!cur) return;
-    const failed = /FAILED/.test(resultWord);
+    const failed = token === 'FAILED';
     const skipped = !failed && /\[SKIPPED\]/.test(cur.text);
-    results.push({ name: cur.name, outcome: failed ? 'failed' : skipped ? 'skipped' : 'passed', detail: cur.text.trim().slice(0, 400) });
+    results.push({ name: cur.name, outcome: failed ? 'failed' : skipped ? 'skipped' : 'passed', detail: cur.text.trim().slice(0, 2000) });
     cur = undefined;
   };
   for (const line of output.split('\n')) {
     const s = /^Suite: (\S+)/.exec(line);
     if (s) {
       suite = s[1] ?? '';
+      cur = undefined;
       continue;
     }
     const t = /^  Test: (\S+) \.\.\.(.*)$/.exec(line);
-    if (t) {
-      cur = { name: `${suite}.${t[1] ?? ''}`, text: '' };
-      const rest = t[2] ?? '';
-      const m = /(passed|FAILED)\s*$/.exec(rest);
-      if (m && !/\[SKIPPED\]|\[FAILED\]/.test(rest)) {
-        cur.text = rest;
-        finish(m[1] ?? '');
-      } else {
-        cur.text = rest;
-        if (m) finish(m[1] ?? '');
-      }
-      continue;
-    }
-    if (cur) {
-      const m = /^(passed|FAILED)\b/.exec(line);
-      if (m) finish(m[1] ?? '');
-      else cur.text += '\n' + line;
-    }
+    const body = t ? (t[2] ?? '') : line;
+    if (t) cur = { name: `${suite}.${t[1] ?? ''}`, text: '' };
+    if (!cur) continue;
+    const r = /^(passed|FAILED)\b/.exec(body);
+    if (r) finish(r[1] ?? '');
+    else cur.text += (cur.text ? '\n' : '') + body;
   }
   return results;
 }
