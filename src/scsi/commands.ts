@@ -11,6 +11,13 @@ import { makeReportSupportedOpcodes, reportSupportedTmfs } from './spc/opcodes';
 import { reportLuns } from './spc/report-luns';
 import { read, verify, write, writeAndVerify } from './sbc/read-write';
 import { unmap, writeSame } from './sbc/provisioning';
+import { preFetch } from './sbc/prefetch';
+import { readDefectData10, readDefectData12 } from './sbc/defect-data';
+import { orWrite16 } from './sbc/orwrite';
+import { getLbaStatus } from './sbc/lba-status';
+import { compareAndWrite } from './sbc/compare-and-write';
+import { writeAtomic16 } from './sbc/write-atomic';
+import { PrInAction, PrOutAction, persistentReserveIn, persistentReserveOut } from './spc/persistent-reservations';
 import {
   preventAllow,
   readCapacity10,
@@ -26,6 +33,23 @@ const LBA8 = [...LBA4, ...LBA4];
 const IO_T = { nominal: 1, recommended: 30 };
 
 const ALWAYS_THIN = (lu: { thin: boolean }) => lu.thin;
+
+const PR_IN = [
+  ['READ KEYS', PrInAction.READ_KEYS],
+  ['READ RESERVATION', PrInAction.READ_RESERVATION],
+  ['REPORT CAPABILITIES', PrInAction.REPORT_CAPABILITIES],
+  ['READ FULL STATUS', PrInAction.READ_FULL_STATUS],
+] as const;
+const PR_OUT = [
+  ['REGISTER', PrOutAction.REGISTER],
+  ['RESERVE', PrOutAction.RESERVE],
+  ['RELEASE', PrOutAction.RELEASE],
+  ['CLEAR', PrOutAction.CLEAR],
+  ['PREEMPT', PrOutAction.PREEMPT],
+  ['PREEMPT AND ABORT', PrOutAction.PREEMPT_AND_ABORT],
+  ['REGISTER AND IGNORE EXISTING KEY', PrOutAction.REGISTER_AND_IGNORE],
+  ['REGISTER AND MOVE', PrOutAction.REGISTER_AND_MOVE],
+] as const;
 
 export const COMMANDS: readonly CommandDef[] = [
   { name: 'TEST UNIT READY', opcode: Op.TEST_UNIT_READY, usage: [0x00, 0, 0, 0, 0, C], medium: true, run: testUnitReady },
@@ -69,6 +93,8 @@ export const COMMANDS: readonly CommandDef[] = [
     name: 'SYNCHRONIZE CACHE(10)', opcode: Op.SYNCHRONIZE_CACHE_10, usage: [0x35, 0x06, ...LBA4, 0x1f, 0xff, 0xff, C],
     medium: true, timeouts: { nominal: 5, recommended: 120 }, run: synchronizeCache(10),
   },
+  { name: 'PRE-FETCH(10)', opcode: Op.PRE_FETCH_10, usage: [0x34, 0x02, ...LBA4, 0x1f, 0xff, 0xff, C], medium: true, run: preFetch(10) },
+  { name: 'READ DEFECT DATA(10)', opcode: Op.READ_DEFECT_DATA_10, usage: [0x37, 0, 0x1f, 0, 0, 0, 0, 0xff, 0xff, C], run: readDefectData10 },
   {
     name: 'WRITE SAME(10)', opcode: Op.WRITE_SAME_10, usage: [0x41, 0x08, ...LBA4, 0x1f, 0xff, 0xff, C],
     medium: true, write: true, timeouts: { nominal: 5, recommended: 120 }, run: writeSame(10),
@@ -81,13 +107,29 @@ export const COMMANDS: readonly CommandDef[] = [
   { name: 'RESERVE(10)', opcode: Op.RESERVE_10, usage: [0x56, 0, 0, 0, 0, 0, 0, 0, 0, C], run: reserve },
   { name: 'RELEASE(10)', opcode: Op.RELEASE_10, usage: [0x57, 0, 0, 0, 0, 0, 0, 0, 0, C], reservationExempt: true, run: release },
   { name: 'MODE SENSE(10)', opcode: Op.MODE_SENSE_10, usage: [0x5a, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, C], run: modeSense10 },
+  ...PR_IN.map(([name, sa]): CommandDef => ({
+    name: `PERSISTENT RESERVE IN/${name}`, opcode: Op.PERSISTENT_RESERVE_IN, serviceAction: sa,
+    usage: [0x5e, sa, 0, 0, 0, 0, 0, 0xff, 0xff, C], run: persistentReserveIn(sa),
+  })),
+  ...PR_OUT.map(([name, sa]): CommandDef => ({
+    name: `PERSISTENT RESERVE OUT/${name}`, opcode: Op.PERSISTENT_RESERVE_OUT, serviceAction: sa,
+    usage: [0x5f, sa, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, C], run: persistentReserveOut(sa),
+  })),
   {
     name: 'READ(16)', opcode: Op.READ_16, usage: [0x88, 0x18, ...LBA8, ...LBA4, 0x1f, C],
     medium: true, timeouts: IO_T, run: read(16),
   },
   {
+    name: 'COMPARE AND WRITE', opcode: Op.COMPARE_AND_WRITE, usage: [0x89, 0x18, ...LBA8, 0, 0, 0, 0xff, 0x1f, C],
+    medium: true, write: true, timeouts: IO_T, run: compareAndWrite,
+  },
+  {
     name: 'WRITE(16)', opcode: Op.WRITE_16, usage: [0x8a, 0x18, ...LBA8, ...LBA4, 0x1f, C],
     medium: true, write: true, timeouts: IO_T, run: write(16),
+  },
+  {
+    name: 'ORWRITE(16)', opcode: Op.ORWRITE_16, usage: [0x8b, 0x18, ...LBA8, ...LBA4, 0x1f, C],
+    medium: true, write: true, timeouts: IO_T, run: orWrite16,
   },
   {
     name: 'WRITE AND VERIFY(16)', opcode: Op.WRITE_AND_VERIFY_16, usage: [0x8e, 0x12, ...LBA8, ...LBA4, 0x1f, C],
@@ -97,6 +139,7 @@ export const COMMANDS: readonly CommandDef[] = [
     name: 'VERIFY(16)', opcode: Op.VERIFY_16, usage: [0x8f, 0x16, ...LBA8, ...LBA4, 0x1f, C],
     medium: true, timeouts: IO_T, run: verify(16),
   },
+  { name: 'PRE-FETCH(16)', opcode: Op.PRE_FETCH_16, usage: [0x90, 0x02, ...LBA8, ...LBA4, 0x1f, C], medium: true, run: preFetch(16) },
   {
     name: 'SYNCHRONIZE CACHE(16)', opcode: Op.SYNCHRONIZE_CACHE_16, usage: [0x91, 0x06, ...LBA8, ...LBA4, 0x1f, C],
     medium: true, timeouts: { nominal: 5, recommended: 120 }, run: synchronizeCache(16),
@@ -106,8 +149,17 @@ export const COMMANDS: readonly CommandDef[] = [
     medium: true, write: true, timeouts: { nominal: 5, recommended: 120 }, run: writeSame(16),
   },
   {
+    // ATOMIC BOUNDARY (10..11) is masked out: MAXIMUM ATOMIC BOUNDARY SIZE is 0.
+    name: 'WRITE ATOMIC(16)', opcode: Op.WRITE_ATOMIC_16, usage: [0x9c, 0x18, ...LBA8, 0, 0, 0xff, 0xff, 0x3f, C],
+    medium: true, write: true, timeouts: IO_T, run: writeAtomic16,
+  },
+  {
     name: 'READ CAPACITY(16)', opcode: Op.SERVICE_ACTION_IN_16, serviceAction: ServiceAction.READ_CAPACITY_16,
     usage: [0x9e, 0x10, ...LBA8, ...LBA4, 0x01, C], medium: true, run: readCapacity16,
+  },
+  {
+    name: 'GET LBA STATUS', opcode: Op.SERVICE_ACTION_IN_16, serviceAction: ServiceAction.GET_LBA_STATUS,
+    usage: [0x9e, 0x12, ...LBA8, ...LBA4, 0, C], medium: true, supported: ALWAYS_THIN, run: getLbaStatus,
   },
   {
     name: 'REPORT LUNS', opcode: Op.REPORT_LUNS, usage: [0xa0, 0, 0xff, 0, 0, 0, ...LBA4, 0, C],
@@ -145,6 +197,7 @@ export const COMMANDS: readonly CommandDef[] = [
     name: 'VERIFY(12)', opcode: Op.VERIFY_12, usage: [0xaf, 0x16, ...LBA4, ...LBA4, 0x1f, C],
     medium: true, timeouts: IO_T, run: verify(12),
   },
+  { name: 'READ DEFECT DATA(12)', opcode: Op.READ_DEFECT_DATA_12, usage: [0xb7, 0x1f, ...LBA4, ...LBA4, 0, C], run: readDefectData12 },
 ];
 
 const BY_OPCODE = new Map<number, CommandDef[]>();

@@ -14,3 +14,8 @@ export const MAX_UNMAP_DESCRIPTORS = 256;
 export const PULL_CHUNK = 1024 * 1024;
 /** SBC-3 §6.6.4 MAXIMUM UNMAP LBA COUNT (blocks); libiscsi deems more than 1 Mi "insane". */
 export const MAX_UNMAP_BLOCKS = 1024 * 1024;
+/**
+ * SBC-3 §6.6.4 MAXIMUM COMPARE AND WRITE LENGTH (blocks). 1 like LIO and what ESXi's ATS
+ * uses; the range lock would allow more (the field is one byte, so at most 255).
+ */
+export const MAX_COMPARE_AND_WRITE_BLOCKS = 1;

@@ -18,6 +18,7 @@ import {
 } from './sense';
 import type { CommandContext, CommandDef } from './command';
 import { lookupCommand } from './commands';
+import { persistentReservationConflict } from './spc/persistent-reservations';
 import { MAX_TRANSFER_BYTES, MAX_UNMAP_BLOCKS, MAX_WRITE_SAME_BLOCKS } from './limits';
 
 export interface LogicalUnitOptions {
@@ -59,16 +60,55 @@ interface NexusState {
   prevent: boolean;
 }
 
-interface Task {
-  readonly tag: number;
-  readonly nexusId: string;
-  readonly attribute: TaskAttribute;
-  aborted: boolean;
-  /** Settles when the handler has returned (no more side effects). */
-  done: Promise<void>;
+const SETTLED: Promise<void> = Promise.resolve();
+
+/**
+ * One entry of the task set. Its promises are made only when someone waits for them (a
+ * TMF settling, an ORDERED task behind it): a plain READ or WRITE makes none of them.
+ */
+class Task {
+  aborted = false;
+  /** The handler has returned (no more side effects). */
+  finished = false;
+  /** Ends execute() with TASK ABORTED at once; set while the command runs. */
+  onAbort: (() => void) | null = null;
+  /** Fails a data-out pull in progress (the fabric may never deliver). */
+  onPullAbort: (() => void) | null = null;
+  private donePromise: Promise<void> | null = null;
+  private doneResolve: (() => void) | null = null;
+  private abortPromise: Promise<void> | null = null;
+  private abortResolve: (() => void) | null = null;
+
+  constructor(
+    readonly tag: number,
+    readonly nexusId: string,
+    readonly attribute: TaskAttribute,
+  ) {}
+
+  /** Settles when the handler has returned. */
+  get done(): Promise<void> {
+    if (this.finished) return SETTLED;
+    return (this.donePromise ??= new Promise<void>((r) => (this.doneResolve = r)));
+  }
+
   /** Resolves when the task is aborted. */
-  readonly abortSignal: Promise<void>;
-  abort(): void;
+  get abortSignal(): Promise<void> {
+    if (this.aborted) return SETTLED;
+    return (this.abortPromise ??= new Promise<void>((r) => (this.abortResolve = r)));
+  }
+
+  finish(): void {
+    this.finished = true;
+    this.doneResolve?.();
+  }
+
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.abortResolve?.();
+    this.onPullAbort?.();
+    this.onAbort?.();
+  }
 }
 
 export const ABORTED: ScsiResult = Object.freeze({ status: Status.TASK_ABORTED });
@@ -94,6 +134,51 @@ function deriveNaa(serial: string): bigint {
 
 function fit(s: string, n: number): string {
   return s.slice(0, n);
+}
+
+/** What a handler sees: one object per command, methods on the prototype (no closures). */
+class Context implements CommandContext {
+  constructor(
+    readonly cmd: ScsiCommand,
+    readonly lu: LogicalUnit,
+    readonly writeProtected: boolean,
+    private readonly task: Task,
+  ) {}
+
+  fail(s: SenseSpec): ScsiResult {
+    return this.lu.senseResult(s);
+  }
+
+  good(dataIn?: Buffer, allocation?: number): ScsiResult {
+    if (!dataIn) return { status: Status.GOOD };
+    const n = allocation === undefined ? dataIn.length : Math.min(allocation, dataIn.length);
+    return { status: Status.GOOD, dataIn: n === dataIn.length ? dataIn : dataIn.subarray(0, n) };
+  }
+
+  pull(length: number): Promise<Buffer> {
+    const task = this.task;
+    const cmd = this.cmd;
+    if (task.aborted || cmd.aborted) return Promise.reject(new AbortedError());
+    return new Promise<Buffer>((resolve, reject) => {
+      // An abort fails the pull at once: the fabric may never deliver the data.
+      task.onPullAbort = () => reject(new AbortedError());
+      cmd.dataOut(length).then(
+        (got) => {
+          task.onPullAbort = null;
+          if (task.aborted || cmd.aborted) reject(new AbortedError());
+          else resolve(got);
+        },
+        (e: unknown) => {
+          task.onPullAbort = null;
+          reject(task.aborted || cmd.aborted ? new AbortedError() : new DataOutError(e instanceof Error ? e.message : String(e)));
+        },
+      );
+    });
+  }
+
+  get aborted(): boolean {
+    return this.task.aborted || this.cmd.aborted === true;
+  }
 }
 
 export class LogicalUnit {
@@ -290,33 +375,19 @@ export class LogicalUnit {
     return this.tasks.length;
   }
 
-  private enter(cmd: ScsiCommand, attribute: TaskAttribute): { task: Task; deps: Promise<void>[] } {
+  /** Tasks the new one must wait for, or null (the common case: nothing to wait for). */
+  private dependencies(attribute: TaskAttribute): Promise<void>[] | null {
     // SAM-5 §8.6: ORDERED waits for every older task; SIMPLE waits for older ORDERED tasks;
     // HEAD OF QUEUE starts at once.
-    const deps: Promise<void>[] = [];
-    if (attribute === 'ordered') for (const t of this.tasks) deps.push(t.done);
+    let deps: Promise<void>[] | null = null;
+    if (attribute === 'ordered') for (const t of this.tasks) (deps ??= []).push(t.done);
     else if (attribute === 'simple' || attribute === 'aca')
-      for (const t of this.tasks) if (t.attribute === 'ordered') deps.push(t.done);
-    let abortResolve!: () => void;
-    const abortSignal = new Promise<void>((r) => (abortResolve = r));
-    const task: Task = {
-      tag: cmd.tag,
-      nexusId: cmd.nexus.id,
-      attribute,
-      aborted: false,
-      done: Promise.resolve(),
-      abortSignal,
-      abort() {
-        if (this.aborted) return;
-        this.aborted = true;
-        abortResolve();
-      },
-    };
-    this.tasks.push(task);
-    return { task, deps };
+      for (const t of this.tasks) if (t.attribute === 'ordered') (deps ??= []).push(t.done);
+    return deps;
   }
 
   private leave(task: Task): void {
+    task.finish();
     const i = this.tasks.indexOf(task);
     if (i >= 0) this.tasks.splice(i, 1);
   }
@@ -353,35 +424,70 @@ export class LogicalUnit {
     }
 
     const attribute: TaskAttribute = def.headOfQueue ? 'head-of-queue' : cmd.attribute;
-    const { task, deps } = this.enter(cmd, attribute);
-    const inner = (async (): Promise<ScsiResult> => {
-      if (deps.length > 0) await Promise.race([Promise.all(deps), task.abortSignal]);
-      if (task.aborted || cmd.aborted) return ABORTED;
-      try {
-        return await this.dispatch(cmd, def, task, mapReadOnly);
-      } catch (e) {
-        if (e instanceof AbortedError || task.aborted) return ABORTED;
-        if (e instanceof DataOutError) {
-          // SAM-5 / SPC-4: a failed data transfer is ABORTED COMMAND, DATA PHASE ERROR.
-          process.stderr.write(`lunbox scsi: ${def.name} on ${this.name}: data-out failed: ${e.message}\n`);
-          return this.senseResult({ key: SenseKey.ABORTED_COMMAND, asc: Asc.DATA_PHASE_ERROR });
+    const deps = this.dependencies(attribute);
+    const task = new Task(cmd.tag, cmd.nexus.id, attribute);
+    this.tasks.push(task);
+    // One promise per command: resolved by the handler's result, or at once with TASK
+    // ABORTED when the task is aborted while the handler still runs (it leaves the task set
+    // only when it returns). Plain callbacks, not an async function per stage: this runs
+    // for every READ and WRITE.
+    return new Promise<ScsiResult>((resolve) => {
+      let answered = false;
+      const answer = (r: ScsiResult): void => {
+        if (answered) return;
+        answered = true;
+        task.onAbort = null;
+        resolve(task.aborted || cmd.aborted ? ABORTED : r);
+      };
+      task.onAbort = () => answer(ABORTED);
+      const run = (): void => {
+        if (task.aborted || cmd.aborted) {
+          this.leave(task);
+          answer(ABORTED);
+          return;
         }
-        process.stderr.write(
-          `lunbox scsi: ${def.name} on ${this.name} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+        let out: ScsiResult | Promise<ScsiResult>;
+        try {
+          out = this.dispatch(cmd, def, task, mapReadOnly);
+        } catch (e) {
+          out = Promise.reject(e);
+        }
+        if (!(out instanceof Promise)) {
+          this.leave(task);
+          answer(out);
+          return;
+        }
+        out.then(
+          (r) => {
+            this.leave(task);
+            answer(r);
+          },
+          (e: unknown) => {
+            this.leave(task);
+            answer(this.failure(e, def, task));
+          },
         );
-        return this.senseResult(internalFailure);
-      }
-    })();
-    task.done = inner.then(
-      () => this.leave(task),
-      () => this.leave(task),
-    );
-    return Promise.race([inner, task.abortSignal.then(() => ABORTED)]).then((r) =>
-      task.aborted || cmd.aborted ? ABORTED : r,
-    );
+      };
+      if (deps === null) run();
+      else Promise.race([Promise.all(deps), task.abortSignal]).then(run);
+    });
   }
 
-  private async dispatch(cmd: ScsiCommand, def: CommandDef, task: Task, mapReadOnly: boolean): Promise<ScsiResult> {
+  /** A handler threw or rejected: TASK ABORTED, DATA PHASE ERROR or INTERNAL TARGET FAILURE. */
+  private failure(e: unknown, def: CommandDef, task: Task): ScsiResult {
+    if (e instanceof AbortedError || task.aborted) return ABORTED;
+    if (e instanceof DataOutError) {
+      // SAM-5 / SPC-4: a failed data transfer is ABORTED COMMAND, DATA PHASE ERROR.
+      process.stderr.write(`lunbox scsi: ${def.name} on ${this.name}: data-out failed: ${e.message}\n`);
+      return this.senseResult({ key: SenseKey.ABORTED_COMMAND, asc: Asc.DATA_PHASE_ERROR });
+    }
+    process.stderr.write(
+      `lunbox scsi: ${def.name} on ${this.name} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+    );
+    return this.senseResult(internalFailure);
+  }
+
+  private dispatch(cmd: ScsiCommand, def: CommandDef, task: Task, mapReadOnly: boolean): ScsiResult | Promise<ScsiResult> {
     const cdb = cmd.cdb;
     // SPC-4 §4.2.5.2: reserved bits set → INVALID FIELD IN CDB, pointing at the first bad bit.
     const bad = checkReservedBits(cdb, def.usage);
@@ -391,6 +497,9 @@ export class LogicalUnit {
     if (this.reservationHolder !== undefined && this.reservationHolder !== cmd.nexus.id && !def.reservationExempt) {
       return { status: Status.RESERVATION_CONFLICT };
     }
+    // SPC-4 §5.9.1: what the persistent reservation (if any) lets this nexus run.
+    const prConflict = persistentReservationConflict(this, cmd, def);
+    if (prConflict) return prConflict;
     if (def.medium && !this.mediumLoaded) {
       return this.senseResult({ key: SenseKey.NOT_READY, asc: Asc.MEDIUM_NOT_PRESENT_TRAY_OPEN });
     }
@@ -400,32 +509,7 @@ export class LogicalUnit {
         ? { key: SenseKey.DATA_PROTECT, asc: Asc.SOFTWARE_WRITE_PROTECTED }
         : writeProtected);
     }
-
-    const lu = this;
-    const ctx: CommandContext = {
-      cmd,
-      lu,
-      writeProtected: writeProtect,
-      fail: (s) => lu.senseResult(s),
-      good(dataIn?: Buffer, allocation?: number): ScsiResult {
-        if (!dataIn) return { status: Status.GOOD };
-        const n = allocation === undefined ? dataIn.length : Math.min(allocation, dataIn.length);
-        return { status: Status.GOOD, dataIn: n === dataIn.length ? dataIn : dataIn.subarray(0, n) };
-      },
-      async pull(length: number): Promise<Buffer> {
-        if (task.aborted || cmd.aborted) throw new AbortedError();
-        const transfer = cmd.dataOut(length).catch((e: unknown) => {
-          throw new DataOutError(e instanceof Error ? e.message : String(e));
-        });
-        const got = await Promise.race([transfer, task.abortSignal.then(() => undefined)]);
-        if (got === undefined || task.aborted || cmd.aborted) throw new AbortedError();
-        return got;
-      },
-      get aborted() {
-        return task.aborted || cmd.aborted === true;
-      },
-    };
-    return def.run(ctx);
+    return def.run(new Context(cmd, this, writeProtect, task));
   }
 
   async close(): Promise<void> {

@@ -47,17 +47,20 @@ export class TargetPort implements ScsiPort {
     return this.lunMap(nexus).find((e) => e.lun === lun);
   }
 
-  async execute(cmd: ScsiCommand): Promise<ScsiResult> {
+  // Not async: the unit's execute() already returns a promise that never rejects, and an
+  // async wrapper here cost one more promise and microtask hop per command.
+  execute(cmd: ScsiCommand): Promise<ScsiResult> {
     try {
-      this.nexuses.set(cmd.nexus.id, cmd.nexus);
+      const id = cmd.nexus.id;
+      if (this.nexuses.get(id) !== cmd.nexus) this.nexuses.set(id, cmd.nexus);
       const opcode = cmd.cdb[0] ?? 0;
       const entry = this.find(cmd.nexus, cmd.lun);
-      if (opcode === Op.REPORT_LUNS) return this.reportLuns(cmd, entry);
-      if (entry) return await entry.unit.execute(cmd, entry.readOnly === true);
-      return this.unmapped(cmd);
+      if (opcode === Op.REPORT_LUNS) return Promise.resolve(this.reportLuns(cmd, entry));
+      if (entry) return entry.unit.execute(cmd, entry.readOnly === true);
+      return Promise.resolve(this.unmapped(cmd));
     } catch (e) {
       process.stderr.write(`lunbox scsi: command failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-      return check(internalFailure);
+      return Promise.resolve(check(internalFailure));
     }
   }
 

@@ -139,7 +139,7 @@ test('WRITE AND VERIFY writes', async () => {
   assert.is(store.data[3 * 512], 9);
 });
 
-test('WRITE SAME writes the block, UNMAP bit with zeros deallocates, 0 blocks rejected', async () => {
+test('WRITE SAME writes the block, UNMAP bit with zeros deallocates, 0 blocks runs to the end', async () => {
   const { store, port } = await fixture();
   let r = await port.execute(cmd(rw10(Op.WRITE_SAME_10, 4, 3), { data: Buffer.alloc(512, 0x11) }));
   assert.is(r.status, Status.GOOD);
@@ -149,14 +149,28 @@ test('WRITE SAME writes the block, UNMAP bit with zeros deallocates, 0 blocks re
   r = await port.execute(cmd(rw16(Op.WRITE_SAME_16, 4n, 3, 0x08), { data: Buffer.alloc(512) }));
   assert.is(r.status, Status.GOOD);
   assert.equal(store.unmaps, [{ position: 2048, length: 1536 }]);
-  r = await port.execute(cmd(rw10(Op.WRITE_SAME_10, 0, 0), { data: Buffer.alloc(512) }));
-  assert.is(sense(r).asc, 0x2400);
+  r = await port.execute(cmd(rw10(Op.WRITE_SAME_10, 1020, 0), { data: Buffer.alloc(512, 0x22) }));
+  assert.is(r.status, Status.GOOD);
+  assert.is(store.data[1020 * 512 - 1], 0);
+  assert.is(store.data[1020 * 512], 0x22);
+  assert.is(store.data[1024 * 512 - 1], 0x22);
   r = await port.execute(cmd(rw10(Op.WRITE_SAME_10, 1025, 0), { data: Buffer.alloc(512) }));
   assert.is(sense(r).asc, 0x2100);
   r = await port.execute(cmd(rw10(Op.WRITE_SAME_10, 0, 1), { data: Buffer.alloc(256) }));
   assert.is(r.status, Status.CHECK_CONDITION);
   r = await port.execute(cmd(rw10(Op.WRITE_SAME_10, 0, 1, 0x10), { data: Buffer.alloc(512) }));
   assert.equal(sense(r).field, { cdb: true, byte: 1, bit: 4 });
+});
+
+test('WRITE SAME zero blocks: bounded by MAXIMUM WRITE SAME LENGTH (SBC-3 §5.42, VPD B0)', async () => {
+  const { lu, port } = await fixture({}, 81920 * 512);
+  const max = lu.maxWriteSameBlocks;
+  let r = await port.execute(cmd(rw10(Op.WRITE_SAME_10, 0, 0), { data: Buffer.alloc(512) }));
+  assert.equal(sense(r).field, { cdb: true, byte: 7 });
+  r = await port.execute(cmd(rw10(Op.WRITE_SAME_10, 81920 - max - 1, 0), { data: Buffer.alloc(512) }));
+  assert.is(r.status, Status.CHECK_CONDITION);
+  r = await port.execute(cmd(rw10(Op.WRITE_SAME_10, 81920 - max, 0), { data: Buffer.alloc(512) }));
+  assert.is(r.status, Status.GOOD);
 });
 
 function unmapList(ranges: [bigint, number][]): Buffer {

@@ -65,7 +65,8 @@ test('VPD 00/80/83/B0/B1/B2', async () => {
   assert.equal(types, [3, 1, 4, 8]);
   r = await port.execute(cmd(inq(1, 0xb0)));
   assert.is(r.dataIn!.readUInt16BE(2), 0x3c);
-  assert.is(r.dataIn![4]! & 1, 1);
+  // WSNZ=0: WRITE SAME with zero blocks runs to the end of the medium.
+  assert.is(r.dataIn![4]! & 1, 0);
   assert.is(r.dataIn!.readUInt32BE(8), lu.maxTransferBlocks);
   assert.is(r.dataIn!.readUInt32BE(24), 256);
   r = await port.execute(cmd(inq(1, 0xb1)));

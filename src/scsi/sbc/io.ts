@@ -5,6 +5,7 @@ import { Status, type ScsiResult } from '../types';
 import { Asc, SenseKey, invalidCdb, lbaOutOfRange, type SenseSpec } from '../sense';
 import type { CommandContext } from '../command';
 import { PULL_CHUNK } from '../limits';
+import { rangeLockOf } from './range-lock';
 
 /** SBC-3 §4.5: LBA + blocks beyond the capacity → LOGICAL BLOCK ADDRESS OUT OF RANGE. */
 export function checkRange(ctx: CommandContext, lba: bigint, blocks: number): SenseSpec | undefined {
@@ -31,7 +32,18 @@ export async function readMedium(ctx: CommandContext, into: Buffer, offset: numb
   }
 }
 
+/** Write with the range lock held for this call only (see range-lock.ts). */
 export async function writeMedium(ctx: CommandContext, data: Buffer, position: number, fua: boolean): Promise<void> {
+  const release = await rangeLockOf(ctx.lu).acquire(position, data.length);
+  try {
+    await writeMediumLocked(ctx, data, position, fua);
+  } finally {
+    release();
+  }
+}
+
+/** Write when the caller already holds the range lock (COMPARE AND WRITE, ORWRITE, ...). */
+export async function writeMediumLocked(ctx: CommandContext, data: Buffer, position: number, fua: boolean): Promise<void> {
   try {
     await ctx.lu.backstore.write(data, position, fua ? { fua: true } : {});
   } catch (e) {
@@ -39,14 +51,92 @@ export async function writeMedium(ctx: CommandContext, data: Buffer, position: n
   }
 }
 
+const READ_ERROR: SenseSpec = { key: SenseKey.MEDIUM_ERROR, asc: Asc.UNRECOVERED_READ_ERROR };
+const WRITE_ERROR: SenseSpec = { key: SenseKey.MEDIUM_ERROR, asc: Asc.WRITE_ERROR };
+const FUA_WRITE = Object.freeze({ fua: true });
+const PLAIN_WRITE = Object.freeze({});
+
+/** A backstore failure as the command's result: logged, MEDIUM ERROR sense (as `guarded`). */
+function mediumFailure(ctx: CommandContext, spec: SenseSpec, e: unknown): ScsiResult {
+  process.stderr.write(`lunbox scsi: ${ctx.lu.name}: backstore I/O failed: ${e instanceof Error ? e.message : String(e)}\n`);
+  return ctx.fail(spec);
+}
+
+// The two functions below are READ and WRITE's whole I/O: plain promise chains rather than
+// nested async functions (guarded → body → readMedium), which cost a few promises and
+// about a kilobyte of garbage per command.
+
+/** Read `into.length` bytes at `position`; GOOD with them, or MEDIUM ERROR. */
+export function readResult(ctx: CommandContext, into: Buffer, position: number): Promise<ScsiResult> {
+  let p: Promise<void>;
+  try {
+    p = ctx.lu.backstore.read(into, 0, into.length, position);
+  } catch (e) {
+    p = Promise.reject(e);
+  }
+  return p.then(
+    () => ctx.good(into),
+    (e: unknown) => mediumFailure(ctx, READ_ERROR, e),
+  );
+}
+
+/** Write `data` at `position` under the range lock (as writeMedium); `done`, or MEDIUM ERROR. */
+export function writeResult(ctx: CommandContext, data: Buffer, position: number, fua: boolean, done: ScsiResult): Promise<ScsiResult> {
+  return rangeLockOf(ctx.lu)
+    .acquire(position, data.length)
+    .then((release) => {
+      let p: Promise<void>;
+      try {
+        p = ctx.lu.backstore.write(data, position, fua ? FUA_WRITE : PLAIN_WRITE);
+      } catch (e) {
+        p = Promise.reject(e);
+      }
+      return p.then(
+        () => {
+          release();
+          return done;
+        },
+        (e: unknown) => {
+          release();
+          return mediumFailure(ctx, WRITE_ERROR, e);
+        },
+      );
+    });
+}
+
+/**
+ * Data-in buffers up to 32 KiB are carved from a shared 128 KiB slab (what Buffer.allocUnsafe
+ * does below 4 KiB), so a 4 KiB read makes no ArrayBuffer of its own: that allocation and
+ * the external-memory GCs it drives were a tenth of a 4 KiB READ's cost. Views are never
+ * handed out twice; a slab is freed when its last view is gone.
+ */
+const SLAB_SIZE = 128 * 1024;
+const SLAB_MAX = 32 * 1024;
+let slab: Buffer | null = null;
+let slabOffset = 0;
+
+export function dataInBuffer(length: number): Buffer {
+  if (length > SLAB_MAX) return Buffer.allocUnsafe(length);
+  if (slab === null || slabOffset + length > SLAB_SIZE) {
+    slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+    slabOffset = 0;
+  }
+  const b = slab.subarray(slabOffset, slabOffset + length);
+  slabOffset = (slabOffset + length + 7) & ~7; // keep views 8-byte aligned
+  return b;
+}
+
 /** Deallocate a byte range: backstore unmap, or zeros written when it cannot unmap. */
 export async function deallocate(ctx: CommandContext, position: number, length: number): Promise<void> {
   const bs = ctx.lu.backstore;
   if (bs.canUnmap) {
+    const release = await rangeLockOf(ctx.lu).acquire(position, length);
     try {
       await bs.unmap(position, length);
     } catch (e) {
       throw new MediumError({ key: SenseKey.MEDIUM_ERROR, asc: Asc.WRITE_ERROR }, e);
+    } finally {
+      release();
     }
     return;
   }

@@ -18,15 +18,17 @@ export function writeSame(len: 10 | 16): Handler {
     guarded(ctx, async () => {
       const cdb = ctx.cmd.cdb;
       const lba = len === 10 ? BigInt(cdb.readUInt32BE(2)) : cdb.readBigUInt64BE(2);
-      const blocks = len === 10 ? cdb.readUInt16BE(7) : cdb.readUInt32BE(10);
+      const requested = len === 10 ? cdb.readUInt16BE(7) : cdb.readUInt32BE(10);
       const lengthByte = len === 10 ? 7 : 10;
       const unmap = ((cdb[1] ?? 0) & UNMAP_BIT) !== 0;
       // VPD B2 LBPWS/LBPWS10 are clear on a fully provisioned unit: UNMAP=1 is not supported.
       if (unmap && !ctx.lu.thin) return ctx.fail(invalidCdb(1, 3));
-      const bad = checkRange(ctx, lba, blocks);
+      const bad = checkRange(ctx, lba, requested);
       if (bad) return ctx.fail(bad);
-      // VPD B0 WSNZ=1: a NUMBER OF LOGICAL BLOCKS of zero is not supported.
-      if (blocks === 0) return ctx.fail(invalidCdb(lengthByte));
+      // VPD B0 WSNZ=0, SBC-3 §5.42: zero blocks means from LBA to the last logical block,
+      // still bounded by MAXIMUM WRITE SAME LENGTH (libiscsi's ZeroBlocks checks both edges).
+      const blocks = requested === 0 ? ctx.lu.blockCount - Number(lba) : requested;
+      if (blocks === 0) return goodOut(0);
       if (blocks > ctx.lu.maxWriteSameBlocks) return ctx.fail(invalidCdb(lengthByte));
       const bsz = ctx.lu.blockSize;
       // The Data-Out Buffer is exactly one logical block.
@@ -36,20 +38,15 @@ export function writeSame(len: 10 | 16): Handler {
       const block = await ctx.pull(bsz);
       if (block.length < bsz) return { ...ctx.fail(illegal(Asc.INVALID_FIELD_IN_CDB)), dataOutExpected: bsz };
       const position = Number(lba) * bsz;
-      // SBC-3 §4.7.3.3: with UNMAP set the blocks may be deallocated when they would read
-      // back as the data sent (all zeros, LBPRZ=1); otherwise they are written.
-      if (unmap && ctx.lu.thin && ctx.lu.unmapReadsZero && isZero(block)) {
+      // SBC-3 §4.7.3.4: UNMAP=1 asks for the range to be deallocated, whatever the data
+      // (as LIO and tgt do; libiscsi's UnmapUntilEnd sends 0xFF and expects zeros back).
+      if (unmap && ctx.lu.thin) {
         await deallocate(ctx, position, blocks * bsz);
       } else {
         await writeRepeated(ctx, block, position, blocks, !ctx.lu.writeCacheEnabled);
       }
       return goodOut(bsz);
     });
-}
-
-function isZero(b: Buffer): boolean {
-  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
-  return true;
 }
 
 export const unmap: Handler = (ctx) =>

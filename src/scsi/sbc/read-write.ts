@@ -9,7 +9,7 @@ import { Asc, SenseKey, invalidCdb } from '../sense';
 import type { CommandContext, Handler } from '../command';
 import { decodeLbaRange } from '../cdb';
 import { PULL_CHUNK } from '../limits';
-import { checkRange, checkTransferLength, goodOut, guarded, readMedium, streamDataOut, writeMedium } from './io';
+import { checkRange, checkTransferLength, dataInBuffer, goodOut, guarded, readMedium, readResult, streamDataOut, writeMedium, writeResult } from './io';
 
 /** Byte offset of the TRANSFER LENGTH field, for field pointers. */
 function lengthByte(len: number): number {
@@ -19,38 +19,45 @@ function lengthByte(len: number): number {
 const FUA = 0x08;
 
 export function read(len: 6 | 10 | 12 | 16): Handler {
-  return (ctx) =>
-    guarded(ctx, async () => {
-      const { lba, blocks } = decodeLbaRange(ctx.cmd.cdb, len);
-      const bad = checkRange(ctx, lba, blocks) ?? checkTransferLength(ctx, blocks, lengthByte(len));
-      if (bad) return ctx.fail(bad);
-      // SBC-3 §5.11: a TRANSFER LENGTH of zero transfers nothing and is not an error.
-      if (blocks === 0) return ctx.good();
-      const bsz = ctx.lu.blockSize;
-      const length = blocks * bsz;
-      // One buffer, read straight into it: the fabric sends it without copying.
-      const buf = Buffer.allocUnsafe(length);
-      await readMedium(ctx, buf, 0, length, Number(lba) * bsz);
-      return ctx.good(buf);
-    });
+  return (ctx) => {
+    const { lba, blocks } = decodeLbaRange(ctx.cmd.cdb, len);
+    const bad = checkRange(ctx, lba, blocks) ?? checkTransferLength(ctx, blocks, lengthByte(len));
+    if (bad) return ctx.fail(bad);
+    // SBC-3 §5.11: a TRANSFER LENGTH of zero transfers nothing and is not an error.
+    if (blocks === 0) return ctx.good();
+    const bsz = ctx.lu.blockSize;
+    // One buffer, read straight into it: the fabric sends it without copying.
+    return readResult(ctx, dataInBuffer(blocks * bsz), Number(lba) * bsz);
+  };
 }
 
 export function write(len: 6 | 10 | 12 | 16): Handler {
-  return (ctx) =>
-    guarded(ctx, async () => {
-      const cdb = ctx.cmd.cdb;
-      const { lba, blocks } = decodeLbaRange(cdb, len);
-      const bad = checkRange(ctx, lba, blocks) ?? checkTransferLength(ctx, blocks, lengthByte(len));
-      if (bad) return ctx.fail(bad);
-      const bsz = ctx.lu.blockSize;
-      const expected = blocks * bsz;
-      if (blocks === 0) return goodOut(0);
-      // SBC-3 §5.40: FUA, or a disabled write cache (WCE=0), makes every write durable.
-      const fua = (len !== 6 && ((cdb[1] ?? 0) & FUA) !== 0) || !ctx.lu.writeCacheEnabled;
-      const base = Number(lba) * bsz;
+  return (ctx) => {
+    const cdb = ctx.cmd.cdb;
+    const { lba, blocks } = decodeLbaRange(cdb, len);
+    const bad = checkRange(ctx, lba, blocks) ?? checkTransferLength(ctx, blocks, lengthByte(len));
+    if (bad) return ctx.fail(bad);
+    const bsz = ctx.lu.blockSize;
+    const expected = blocks * bsz;
+    if (blocks === 0) return goodOut(0);
+    // SBC-3 §5.40: FUA, or a disabled write cache (WCE=0), makes every write durable.
+    const fua = (len !== 6 && ((cdb[1] ?? 0) & FUA) !== 0) || !ctx.lu.writeCacheEnabled;
+    const base = Number(lba) * bsz;
+    if (expected <= PULL_CHUNK) {
+      // One pull, one backstore write (what streamDataOut does for a single chunk).
+      const available = Math.min(expected, ctx.cmd.dataOutLength);
+      if (available < bsz) return goodOut(expected);
+      return ctx.pull(Math.floor(available / bsz) * bsz).then((got) => {
+        const whole = Math.floor(got.length / bsz) * bsz;
+        if (whole === 0) return goodOut(expected);
+        return writeResult(ctx, whole === got.length ? got : got.subarray(0, whole), base, fua, goodOut(expected));
+      });
+    }
+    return guarded(ctx, async () => {
       await streamDataOut(ctx, expected, (chunk, off) => writeMedium(ctx, chunk, base + off, fua));
       return goodOut(expected);
     });
+  };
 }
 
 /** First differing byte of a and b (same length), or -1. */

@@ -10,7 +10,7 @@ import type { Nexus } from '../types';
 import { invalidCdb } from '../sense';
 import type { CommandContext, Handler } from '../command';
 import type { LogicalUnit } from '../logical-unit';
-import { MAX_UNMAP_DESCRIPTORS } from '../limits';
+import { MAX_COMPARE_AND_WRITE_BLOCKS, MAX_UNMAP_DESCRIPTORS } from '../limits';
 
 const STANDARD_LENGTH = 96;
 
@@ -123,11 +123,14 @@ function deviceIdentification(lu: LogicalUnit, nexus: Nexus): Buffer {
  *   8..11 MAXIMUM TRANSFER LENGTH  12..15 OPTIMAL TRANSFER LENGTH  16..19 MAXIMUM PREFETCH
  *   20..23 MAXIMUM UNMAP LBA COUNT  24..27 MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT
  *   28..31 OPTIMAL UNMAP GRANULARITY  32..35 UGAVALID(31) UNMAP GRANULARITY ALIGNMENT
- *   36..43 MAXIMUM WRITE SAME LENGTH
+ *   36..43 MAXIMUM WRITE SAME LENGTH  44..47 MAXIMUM ATOMIC TRANSFER LENGTH (SBC-4)
+ *   48..51 ATOMIC ALIGNMENT  52..55 ATOMIC TRANSFER LENGTH GRANULARITY
+ *   56..59 MAXIMUM ATOMIC TRANSFER LENGTH WITH ATOMIC BOUNDARY  60..63 MAXIMUM ATOMIC BOUNDARY SIZE
  */
 function blockLimits(lu: LogicalUnit): Buffer {
   const b = Buffer.alloc(0x3c);
-  b[0] = 0x01; // WSNZ: WRITE SAME with zero blocks is rejected
+  b[0] = 0x00; // WSNZ=0: WRITE SAME with zero blocks writes to the end of the medium
+  b[1] = MAX_COMPARE_AND_WRITE_BLOCKS;
   b.writeUInt16BE(1, 2);
   b.writeUInt32BE(lu.maxTransferBlocks, 4);
   b.writeUInt32BE(Math.min(lu.maxTransferBlocks, (128 * 1024) / lu.blockSize), 8);
@@ -137,6 +140,8 @@ function blockLimits(lu: LogicalUnit): Buffer {
     b.writeUInt32BE(1, 24);
   }
   b.writeBigUInt64BE(BigInt(lu.maxWriteSameBlocks), 32);
+  // WRITE ATOMIC(16) takes anything a WRITE takes; no alignment, granularity or boundaries.
+  b.writeUInt32BE(lu.maxTransferBlocks, 40);
   return b;
 }
 
