@@ -77,9 +77,11 @@ export class Task {
   dataInPdus = 0;
   r2tSN = 0;
 
-  /** Resolves once the core's execute() has settled (TMF responses wait for it). */
-  readonly settled: Promise<void>;
-  markSettled!: () => void;
+  // Most tasks are never waited for: the settled promise is only made when a TMF or a
+  // logout asks for it, not once per command.
+  private isSettled = false;
+  private settledPromise: Promise<void> | null = null;
+  private settledResolve: (() => void) | null = null;
 
   private readonly unsolicitedExpected: number;
   private unsolicitedReceived = 0;
@@ -87,7 +89,8 @@ export class Task {
   private stash: { offset: number; data: Buffer }[] = [];
   private req: DataRequest | null = null;
   private consumed = 0;
-  private readonly r2ts = new Map<number, R2tState>();
+  /** Open R2Ts by TTT; made on the first R2T (small writes ride in immediate data). */
+  private r2ts: Map<number, R2tState> | null = null;
   private r2tNext = 0;
   private r2tLimit = 0;
   onUnsolicitedDone: (() => void) | null = null;
@@ -112,9 +115,6 @@ export class Task {
         ? init.immediateLength
         : Math.min(neg.firstBurstLength, init.edtl);
     this.r2tNext = this.unsolicitedExpected;
-    let markSettled: () => void = () => undefined;
-    this.settled = new Promise<void>((r) => (markSettled = r));
-    this.markSettled = markSettled;
     const self = this;
     this.cmd = {
       lun: init.lun,
@@ -127,6 +127,20 @@ export class Task {
       dataOut: (n: number) => self.dataOut(n),
       aborted: false,
     };
+  }
+
+  /** Resolves once the core's execute() has settled (TMF responses wait for it). */
+  get settled(): Promise<void> {
+    if (this.isSettled) return Promise.resolve();
+    if (this.settledPromise === null) this.settledPromise = new Promise<void>((r) => (this.settledResolve = r));
+    return this.settledPromise;
+  }
+
+  markSettled(): void {
+    this.isSettled = true;
+    const r = this.settledResolve;
+    this.settledResolve = null;
+    if (r !== null) r();
   }
 
   get aborted(): boolean {
@@ -167,7 +181,7 @@ export class Task {
       if (this.unsolicitedComplete) this.onUnsolicitedDone?.();
       return;
     }
-    const r2t = this.r2ts.get(pdu.ttt);
+    const r2t = this.r2ts?.get(pdu.ttt);
     if (r2t === undefined) {
       if (this.cmd.aborted || this.finished) return; // R2T withdrawn by an abort: discard
       throw new TaskError('ISCSI_BAD_TTT', `Data-Out with unknown TTT 0x${pdu.ttt.toString(16)}`);
@@ -179,7 +193,7 @@ export class Task {
     r2t.received += len;
     this.acceptViews(pdu.bufferOffset, views);
     if (r2t.received === r2t.length) {
-      this.r2ts.delete(r2t.ttt);
+      this.r2ts!.delete(r2t.ttt);
       this.pumpR2ts();
     }
   }
@@ -190,6 +204,16 @@ export class Task {
     if (this.req !== null) return Promise.reject(new TaskError('ISCSI_DATAOUT_BUSY', 'dataOut() called before the previous call settled'));
     const len = Math.max(0, Math.min(length, this.edtl - this.consumed));
     if (len === 0) return Promise.resolve(Buffer.alloc(0));
+    // Zero copy: the request is exactly one piece of data already here (a small write in
+    // immediate data). The view keeps its received chunk alive, nothing else.
+    if (this.stash.length === 1) {
+      const only = this.stash[0]!;
+      if (only.offset === this.consumed && only.data.length === len) {
+        this.stash = [];
+        this.consumed += len;
+        return Promise.resolve(only.data);
+      }
+    }
     return new Promise<Buffer>((resolve, reject) => {
       const req: DataRequest = { buf: Buffer.allocUnsafe(len), start: this.consumed, filled: 0, resolve, reject };
       this.req = req;
@@ -221,11 +245,13 @@ export class Task {
   /** §11.8: send R2Ts while fewer than MaxOutstandingR2T are open, MaxBurstLength each. */
   private pumpR2ts(): void {
     const neg = this.host.negotiated;
-    while (!this.cmd.aborted && this.r2ts.size < neg.maxOutstandingR2T && this.r2tNext < this.r2tLimit) {
+    if (this.r2tNext >= this.r2tLimit) return;
+    const r2ts = (this.r2ts ??= new Map());
+    while (!this.cmd.aborted && r2ts.size < neg.maxOutstandingR2T && this.r2tNext < this.r2tLimit) {
       const length = Math.min(neg.maxBurstLength, this.r2tLimit - this.r2tNext);
       const ttt = this.host.allocTtt();
       const st: R2tState = { ttt, offset: this.r2tNext, length, received: 0, nextDataSN: 0 };
-      this.r2ts.set(ttt, st);
+      r2ts.set(ttt, st);
       this.r2tNext += length;
       this.host.sendR2t(this, ttt, this.r2tSN++, st.offset, length);
     }
@@ -270,7 +296,7 @@ export class Task {
   abort(reason = 'task aborted'): void {
     if (this.cmd.aborted) return;
     this.cmd.aborted = true;
-    this.r2ts.clear();
+    this.r2ts?.clear();
     this.stash = [];
     this.r2tLimit = this.r2tNext;
     const req = this.req;
@@ -281,6 +307,6 @@ export class Task {
   /** Release buffered data once the response is out. */
   release(): void {
     this.stash = [];
-    this.r2ts.clear();
+    this.r2ts?.clear();
   }
 }

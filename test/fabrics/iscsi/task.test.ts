@@ -30,6 +30,29 @@ test('immediate data only: dataOut resolves from it, no R2T', async () => {
   assert.ok(t.unsolicitedComplete);
 });
 
+test('immediate data in one view covering the request: dataOut hands out that view, no copy', async () => {
+  const h = host();
+  const t = new Task(init({ edtl: 512, immediateLength: 512 }), nexus, h);
+  const view = bytes(512);
+  t.receiveImmediate([view]);
+  const b = await t.cmd.dataOut(512);
+  assert.is(b, view);
+  // Nothing left for a second call.
+  assert.is((await t.cmd.dataOut(512)).length, 0);
+});
+
+test('the settled promise is made on demand and resolves after markSettled', async () => {
+  const t = new Task(init({ edtl: 0 }), nexus, host());
+  let done = false;
+  void t.settled.then(() => (done = true));
+  await Promise.resolve();
+  assert.is(done, false);
+  t.markSettled();
+  await t.settled;
+  await Promise.resolve();
+  assert.is(done, true);
+});
+
 test('no R2T before the core asks; then R2Ts of MaxBurstLength, MaxOutstandingR2T at a time', async () => {
   const h = host({ maxBurstLength: 1024, maxOutstandingR2T: 2, initialR2T: true });
   const t = new Task(init({ edtl: 4096 }), nexus, h);
