@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # conformance.sh - libiscsi's whole conformance suite against lunbox, counted honestly.
 #
-#   scripts/conformance.sh [-b BACKSTORE] [-t TESTS] [-o OUTDIR] [-s] [URL]
+#   scripts/conformance.sh [-b BACKSTORE] [-t TESTS] [-o OUTDIR] [-s] [-m] [URL]
 #
 # Without URL it starts lunbox itself (node dist/lunbox.js) on 127.0.0.1:3295 with
 # BACKSTORE [ram:256M] (e.g. file:/tmp/cu.img:256M) and stops it afterwards.
 # Runs `iscsi-test-cu --dataloss -t TESTS URL` (TESTS [ALL] = every SCSI.* and iSCSI.*
 # suite once) and prints per-suite and total counts. CUnit counts a test that libiscsi
 # skipped (it prints "[SKIPPED]" and passes) as passed; here skips are counted apart.
-# -s lists every skipped test with libiscsi's reason. Exit status 0 when no test failed.
+# -s lists every skipped test with libiscsi's reason. -m gives the URL twice, so the
+# MultipathIO tests run over two sessions to the same LUN. Exit status 0 when no test failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BACKSTORE=ram:256M; TESTS=ALL; OUT=""; SHOW_SKIPS=0
-while getopts "b:t:o:sh" o; do
-  case $o in b) BACKSTORE=$OPTARG ;; t) TESTS=$OPTARG ;; o) OUT=$OPTARG ;; s) SHOW_SKIPS=1 ;; *) sed -n '2,12p' "$0"; exit 2 ;; esac
+BACKSTORE=ram:256M; TESTS=ALL; OUT=""; SHOW_SKIPS=0; MULTI=0
+while getopts "b:t:o:smh" o; do
+  case $o in b) BACKSTORE=$OPTARG ;; t) TESTS=$OPTARG ;; o) OUT=$OPTARG ;; s) SHOW_SKIPS=1 ;; m) MULTI=1 ;; *) sed -n '2,12p' "$0"; exit 2 ;; esac
 done
 shift $((OPTIND - 1))
 URL=${1:-}
@@ -29,8 +30,9 @@ if [ -z "$URL" ]; then
   for _ in $(seq 50); do grep -q iscsi:// "$OUT/url" && break; sleep 0.1; done
   URL=$(grep -m1 iscsi:// "$OUT/url") || { echo "conformance: lunbox did not start: $(cat "$OUT/lunbox.log")" >&2; exit 1; }
 fi
-echo "# iscsi-test-cu --dataloss -t $TESTS $URL  (log: $OUT/test-cu.txt)" >&2
-timeout 3600 iscsi-test-cu --dataloss -t "$TESTS" "$URL" >"$OUT/test-cu.txt" 2>&1
+echo "# iscsi-test-cu --dataloss -t $TESTS $URL$([ "$MULTI" = 1 ] && echo " $URL")  (log: $OUT/test-cu.txt)" >&2
+URLS=("$URL"); [ "$MULTI" = 1 ] && URLS+=("$URL")
+timeout 3600 iscsi-test-cu --dataloss -t "$TESTS" "${URLS[@]}" >"$OUT/test-cu.txt" 2>&1
 awk -v show_skips="$SHOW_SKIPS" '
   # Same rule as test/integration/helpers.ts parseTestCu: the result token is the first
   # "passed"/"FAILED" right after "Test: NAME ..." or at the start of a later line; text
