@@ -80,5 +80,19 @@ for (const kind of ['ram', 'file'] as const) {
     assert.is(cmp.code, 0, 'byte-identical read-back');
   });
 
+  // libiscsi's tools offer HeaderDigest=None,CRC32C (so None is the right answer, RFC 7143
+  // §6.2.1: the first value of the initiator's list); QEMU can insist on CRC32C.
+  t('CRC32C header digests: negotiated with QEMU, data intact', async (ctx) => {
+    const url = ctx.lb?.urls[0] ?? '';
+    const src = join(ctx.dir, 'digest.raw');
+    writeFileSync(src, randomBytes(4 * 1024 * 1024));
+    const img = qemuImageOpts(url).replace('driver=raw,', 'driver=raw,size=4194304,') + ',file.header-digest=crc32c';
+    const w = await run('qemu-img', ['convert', '-n', '-f', 'raw', '-t', 'none', '--target-image-opts', src, img], { timeoutMs: 60_000 });
+    assert.is(w.code, 0, w.stderr);
+    const c = await run('qemu-img', ['compare', '--image-opts', `driver=raw,file.filename=${src}`, img], { timeoutMs: 60_000 });
+    assert.is(c.code, 0, c.stdout + c.stderr);
+    assert.match(ctx.lb?.stderr() ?? '', /login Normal iqn\.2008-11\.org\.linux-kvm.*\(HeaderDigest=CRC32C DataDigest=None\)/);
+  });
+
   t.run();
 }

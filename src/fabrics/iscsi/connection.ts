@@ -379,7 +379,9 @@ export class Connection implements TaskHost, SessionConnection {
     this.headerDigest = this.framer.headerDigest = neg.headerDigest;
     this.dataDigest = this.framer.dataDigest = neg.dataDigest;
     this.framer.maxDataSegmentLength = this.login.declaredMrdsl ? this.login.params.maxRecvDataSegmentLength : 8192;
-    this.log('info', `login ${this.login.sessionType} ${this.login.initiatorName} isid 0x${bound.isidHex} tsih ${bound.tsih}${bound.target ? ' → ' + bound.target.iqn : ''}`);
+    const n = this.negotiated;
+    const digests = `HeaderDigest=${n.headerDigest ? 'CRC32C' : 'None'} DataDigest=${n.dataDigest ? 'CRC32C' : 'None'}`;
+    this.log('info', `login ${this.login.sessionType} ${this.login.initiatorName} isid 0x${bound.isidHex} tsih ${bound.tsih}${bound.target ? ' → ' + bound.target.iqn : ''} (${digests})`);
     this.startPings();
   }
 
