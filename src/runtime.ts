@@ -3,8 +3,8 @@
 // Everything a transport needs to know about LUN masking is in the lunMap callback.
 
 import type { Backstore } from './backstores/backstore';
-import { openBackstore } from './config/index';
-import type { Chap, IscsiTargetConfig, LunboxConfig } from './config/index';
+import { openBackstore, validateConfig } from './config/index';
+import type { BackstoreConfig, Chap, IscsiTargetConfig, LunboxConfig } from './config/index';
 import { IscsiServer } from './fabrics/iscsi/index';
 import type { ChapCredentials, IscsiTargetDef, IscsiTargetParams } from './fabrics/iscsi/index';
 import { LogicalUnit, TargetPort } from './scsi/index';
@@ -20,12 +20,25 @@ export interface Portal {
 }
 
 interface TargetState {
-  readonly cfg: IscsiTargetConfig;
+  // Mutable: a live change (Runtime.apply) updates them in place, so sessions already
+  // logged in keep the same TargetPort and see the new LUN map on their next command.
+  cfg: IscsiTargetConfig;
   readonly port: TargetPort;
-  readonly portals: readonly Portal[];
-  readonly tpgLuns: ReadonlyMap<number, LunMapEntry>;
+  portals: readonly Portal[];
+  tpgLuns: ReadonlyMap<number, LunMapEntry>;
   readonly cache: Map<string, readonly LunMapEntry[]>;
+  /** Every IscsiTargetDef handed to the server for this target (sessions hold one of them). */
+  readonly defs: IscsiTargetDef[];
 }
+
+/** What a live change did, one line per change, plus what needs a restart. */
+export interface ApplyReport {
+  readonly changes: string[];
+  readonly notes: string[];
+}
+
+const targetKey = (t: IscsiTargetConfig): string => `${t.iqn.toLowerCase()}|${t.tpgt ?? 1}`;
+const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
 
 export class Runtime {
   private readonly units = new Map<string, LogicalUnit>();
@@ -33,14 +46,27 @@ export class Runtime {
   private readonly targets: TargetState[] = [];
   private server: IscsiServer | undefined;
   private readonly bound: Portal[] = [];
+  /** `address|port` of every portal listening (as configured, port 0 included). */
+  private readonly listening = new Set<string>();
   private stopping: Promise<void> | undefined;
   /** Portals configured with port 0 → the port the system gave us. */
   private readonly resolved = new Map<string, number>();
 
+  private cfg: LunboxConfig;
+  /** Serialises apply() calls. */
+  private applying: Promise<unknown> = Promise.resolve();
+
   private constructor(
-    readonly config: LunboxConfig,
+    config: LunboxConfig,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.cfg = config;
+  }
+
+  /** The configuration running now (after any live change). */
+  get config(): LunboxConfig {
+    return this.cfg;
+  }
 
   /** Open everything the config names and start listening. On any failure, what was opened is closed again. */
   static async start(config: LunboxConfig, logger: Logger): Promise<Runtime> {
@@ -58,8 +84,15 @@ export class Runtime {
 
   private async openBackstores(): Promise<void> {
     for (const b of this.config.backstores) {
-      const store = await openBackstore(b);
+      const { store, unit } = await this.openUnit(b);
       this.backstores.set(b.name, store);
+      this.units.set(b.name, unit);
+    }
+  }
+
+  private async openUnit(b: BackstoreConfig): Promise<{ store: Backstore; unit: LogicalUnit }> {
+    {
+      const store = await openBackstore(b);
       const unit = new LogicalUnit({
         backstore: store,
         ...(b.blockSize !== undefined ? { blockSize: b.blockSize } : {}),
@@ -72,35 +105,41 @@ export class Runtime {
         ...(b.thinProvisioning !== undefined ? { thinProvisioning: b.thinProvisioning } : {}),
         ...(b.removable !== undefined ? { removable: b.removable } : {}),
       });
-      this.units.set(b.name, unit);
       this.logger.debug(`backstore ${b.type}:${b.name} ${store.size} bytes${store.path ? ' at ' + store.path : ''}`);
+      return { store, unit };
     }
   }
 
   private buildTargets(): void {
     const iscsi = this.config.iscsi;
     if (!iscsi) return;
-    const globalPortals: Portal[] = (iscsi.portals ?? []).map((p) => ({ address: p.address, port: p.port ?? DEFAULT_ISCSI_PORT }));
-    let relativePortId = 1;
-    for (const t of iscsi.targets) {
-      const tpgLuns = new Map<number, LunMapEntry>();
-      for (const l of t.luns) {
-        const unit = this.units.get(l.backstore);
-        if (!unit) throw new Error(`iscsi target ${t.iqn}: LUN ${l.lun} names backstore '${l.backstore}' which is not defined`);
-        tpgLuns.set(l.lun, { lun: l.lun, unit, ...(l.readOnly ? { readOnly: true } : {}) });
-      }
-      const cache = new Map<string, readonly LunMapEntry[]>();
-      const state: TargetState = {
-        cfg: t,
-        tpgLuns,
-        cache,
-        portals: (t.portals ?? globalPortals).map((p) => ({ address: p.address, port: p.port ?? DEFAULT_ISCSI_PORT })),
-        port: new TargetPort({ lunMap: (nexus: Nexus) => lunMapFor(state, nexus.initiatorName) }),
-      };
-      this.targets.push(state);
-      relativePortId++;
+    for (const t of iscsi.targets) this.targets.push(this.newTargetState(t, this.units));
+  }
+
+  private tpgLunsOf(t: IscsiTargetConfig, units: ReadonlyMap<string, LogicalUnit>): Map<number, LunMapEntry> {
+    const tpgLuns = new Map<number, LunMapEntry>();
+    for (const l of t.luns) {
+      const unit = units.get(l.backstore);
+      if (!unit) throw new Error(`iscsi target ${t.iqn}: LUN ${l.lun} names backstore '${l.backstore}' which is not defined`);
+      tpgLuns.set(l.lun, { lun: l.lun, unit, ...(l.readOnly ? { readOnly: true } : {}) });
     }
-    void relativePortId;
+    return tpgLuns;
+  }
+
+  private portalsFor(t: IscsiTargetConfig, cfg: LunboxConfig): Portal[] {
+    return (t.portals ?? cfg.iscsi?.portals ?? []).map((p) => ({ address: p.address, port: p.port ?? DEFAULT_ISCSI_PORT }));
+  }
+
+  private newTargetState(t: IscsiTargetConfig, units: ReadonlyMap<string, LogicalUnit>, cfg: LunboxConfig = this.config): TargetState {
+    const state: TargetState = {
+      cfg: t,
+      tpgLuns: this.tpgLunsOf(t, units),
+      cache: new Map<string, readonly LunMapEntry[]>(),
+      portals: this.portalsFor(t, cfg),
+      port: new TargetPort({ lunMap: (nexus: Nexus) => lunMapFor(state, nexus.initiatorName) }),
+      defs: [],
+    };
+    return state;
   }
 
   private targetDefs(): IscsiTargetDef[] {
@@ -118,6 +157,7 @@ export class Runtime {
         port: t.port,
         ...(cfg.params ? { params: cfg.params as Partial<IscsiTargetParams> } : {}),
       };
+      t.defs.push(def);
       return def;
     });
   }
@@ -130,15 +170,27 @@ export class Runtime {
       ...(iscsi?.discoveryAuth ? { discoveryAuth: chap(iscsi.discoveryAuth) } : {}),
       log: this.logger.log,
     });
-    const seen = new Set<string>();
+    await this.listenNew();
+    // SendTargets must advertise the ports really bound, not a configured 0.
+    if (this.resolved.size > 0) this.server.setTargets(this.targetDefs());
+  }
+
+  /** Open every target portal not open yet. */
+  private async listenNew(): Promise<string[]> {
+    const server = this.server;
+    if (!server) return [];
+    const opened: string[] = [];
+    const seen = new Set<string>(this.listening);
     for (const t of this.targets) {
       for (const p of t.portals) {
         const key = `${p.address}|${p.port}`;
         if (seen.has(key)) continue;
         seen.add(key);
         try {
-          const at = await this.server.listen(p.address, p.port);
+          const at = await server.listen(p.address, p.port);
           this.bound.push(at);
+          this.listening.add(key);
+          opened.push(formatHostPort(at.address, at.port));
           if (p.port === 0) this.resolved.set(key, at.port);
           this.logger.debug(`iSCSI portal listening on ${formatHostPort(at.address, at.port)}`);
         } catch (err) {
@@ -152,8 +204,137 @@ export class Runtime {
         }
       }
     }
-    // SendTargets must advertise the ports really bound, not a configured 0.
-    if (this.resolved.size > 0) this.server.setTargets(this.targetDefs());
+    return opened;
+  }
+
+  /**
+   * Change the running daemon to `next` without a restart: open new backstores, swap
+   * changed ones, add/remove targets, LUNs, ACLs and portals. Initiators logged in keep
+   * their sessions; when the LUNs they see change they get REPORTED LUNS DATA HAS CHANGED
+   * (SPC-4 §7.6) on their next command. Nothing changes if a new backstore cannot be opened.
+   */
+  apply(next: LunboxConfig): Promise<ApplyReport> {
+    const run = this.applying.then(() => this.applyNow(validateConfig(next)));
+    this.applying = run.catch(() => undefined);
+    return run;
+  }
+
+  private async applyNow(next: LunboxConfig): Promise<ApplyReport> {
+    if (this.stopping) throw new Error('the daemon is shutting down');
+    const changes: string[] = [];
+    const notes: string[] = [];
+    const prev = this.cfg;
+
+    // 1. Backstores: open what is new or changed first, so a failure changes nothing.
+    const oldBs = new Map(prev.backstores.map((b) => [b.name, b]));
+    const newBs = new Map(next.backstores.map((b) => [b.name, b]));
+    const opened = new Map<string, { store: Backstore; unit: LogicalUnit }>();
+    try {
+      for (const b of next.backstores) {
+        const o = oldBs.get(b.name);
+        if (o && same(o, b)) continue;
+        opened.set(b.name, await this.openUnit(b));
+      }
+    } catch (err) {
+      for (const { unit } of opened.values()) await unit.close().catch(() => undefined);
+      throw err;
+    }
+    const units = new Map(this.units);
+    const retired: { name: string; store: Backstore; unit: LogicalUnit }[] = [];
+    for (const [name, o] of oldBs) {
+      if (newBs.has(name) && !opened.has(name)) continue;
+      const unit = this.units.get(name);
+      const store = this.backstores.get(name);
+      if (unit && store) retired.push({ name, store, unit });
+      units.delete(name);
+      if (!newBs.has(name)) changes.push(`backstore ${o.type}:${name} removed`);
+    }
+    for (const [name, { unit }] of opened) {
+      units.set(name, unit);
+      changes.push(`backstore ${newBs.get(name)?.type}:${name} ${oldBs.has(name) ? 'reopened with new settings' : 'added'}`);
+    }
+
+    // 2. Targets: reuse the TargetPort of a target that stays, so its sessions carry on.
+    const byKey = new Map(this.targets.map((t) => [targetKey(t.cfg), t]));
+    const nextTargets: TargetState[] = [];
+    const changed: TargetState[] = [];
+    for (const t of next.iscsi?.targets ?? []) {
+      const key = targetKey(t);
+      const cur = byKey.get(key);
+      if (!cur) {
+        nextTargets.push(this.newTargetState(t, units, next));
+        changes.push(`iscsi target ${t.iqn} tpg ${t.tpgt ?? 1} added`);
+        continue;
+      }
+      byKey.delete(key);
+      const tpgLuns = this.tpgLunsOf(t, units);
+      const lunsMoved =
+        tpgLuns.size !== cur.tpgLuns.size ||
+        [...tpgLuns].some(([n, e]) => {
+          const o = cur.tpgLuns.get(n);
+          return !o || o.unit !== e.unit || o.readOnly !== e.readOnly;
+        });
+      const aclsMoved = !same(t.acls, cur.cfg.acls) || !same(t.demoMode, cur.cfg.demoMode);
+      if (lunsMoved) changes.push(`iscsi target ${t.iqn} tpg ${t.tpgt ?? 1}: LUNs ${[...tpgLuns.keys()].sort((a, b) => a - b).join(', ') || 'none'}`);
+      if (aclsMoved) changes.push(`iscsi target ${t.iqn} tpg ${t.tpgt ?? 1}: ACLs changed`);
+      if (!same(t.params, cur.cfg.params) || !same(t.auth, cur.cfg.auth) || t.alias !== cur.cfg.alias) {
+        changes.push(`iscsi target ${t.iqn} tpg ${t.tpgt ?? 1}: settings changed (for new logins)`);
+      }
+      cur.cfg = t;
+      cur.tpgLuns = tpgLuns;
+      cur.portals = this.portalsFor(t, next);
+      cur.cache.clear();
+      nextTargets.push(cur);
+      if (lunsMoved || aclsMoved) changed.push(cur);
+    }
+    const removed = [...byKey.values()];
+    for (const t of removed) changes.push(`iscsi target ${t.cfg.iqn} tpg ${t.cfg.tpgt ?? 1} removed (its sessions are closed)`);
+
+    // 3. Commit, then tell the fabric and the initiators.
+    this.cfg = next;
+    this.units.clear();
+    for (const [n, u] of units) this.units.set(n, u);
+    for (const r of retired) this.backstores.delete(r.name);
+    for (const [n, { store }] of opened) this.backstores.set(n, store);
+    this.targets.length = 0;
+    this.targets.push(...nextTargets);
+
+    if (this.targets.length > 0 && !this.server) {
+      this.server = new IscsiServer({ targets: [], log: this.logger.log, ...(next.iscsi?.discoveryAuth ? { discoveryAuth: chap(next.iscsi.discoveryAuth) } : {}) });
+    }
+    if (!same(prev.iscsi?.discoveryAuth, next.iscsi?.discoveryAuth)) notes.push('iscsi discovery auth: takes effect after a restart');
+    if (this.server) {
+      try {
+        for (const p of await this.listenNew()) changes.push(`iscsi portal ${p} listening`);
+      } catch (err) {
+        notes.push((err as Error).message);
+      }
+      this.server.setTargets(this.targetDefs());
+      for (const t of removed) for (const d of t.defs) this.server.coldReset(d);
+    }
+    const wanted = new Set(this.targets.flatMap((t) => t.portals.map((p) => `${p.address}|${p.port}`)));
+    for (const key of this.listening) {
+      if (!wanted.has(key)) notes.push(`portal ${key.replace('|', ':')} is no longer configured; it stops listening after a restart`);
+    }
+    for (const t of changed) t.port.lunsChanged();
+
+    // 4. Close what is no longer used (after flushing acknowledged writes).
+    for (const r of retired) {
+      await r.store.flush().catch((e: Error) => this.logger.error(`flushing backstore ${r.name}: ${e.message}`));
+      await r.unit.close().catch((e: Error) => this.logger.warn(`closing backstore ${r.name}: ${e.message}`));
+    }
+    for (const c of changes) this.logger.info(`live change: ${c}`);
+    return { changes, notes };
+  }
+
+  /** The SCSI target port of one iSCSI target portal group (diagnostics and tests). */
+  targetPort(iqn: string, tpgt = 1): TargetPort | undefined {
+    return this.targets.find((t) => t.cfg.iqn.toLowerCase() === iqn.toLowerCase() && (t.cfg.tpgt ?? 1) === tpgt)?.port;
+  }
+
+  /** iSCSI sessions logged in now. */
+  sessions(): readonly { initiator: string; target: string; connections: number }[] {
+    return this.server?.sessions() ?? [];
   }
 
   private portalsOf(t: TargetState): Portal[] {

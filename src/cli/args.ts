@@ -1,6 +1,9 @@
 // Command-line parsing for `lunbox`: a small explicit parser (no dependency) whose
 // errors name the bad option and what would be valid. Pure functions, unit-tested.
 
+import { MGMT_COMMANDS, parseConfigIo, parseMgmt } from './mgmt-args';
+import type { MgmtCommand } from './mgmt-args';
+
 export class UsageError extends Error {
   readonly code = 'EUSAGE';
   constructor(message: string) {
@@ -28,13 +31,18 @@ export interface ServeOptions {
   readonly blockSize?: number;
   readonly verbose: boolean;
   readonly quiet: boolean;
+  /** Serial device for the management shell ('none': no serial console). */
+  readonly console?: string;
+  /** Control socket path for `lunbox shell` ('none': no socket). */
+  readonly control?: string;
 }
 
 export type Command =
   | { readonly kind: 'help'; readonly topic?: string }
   | { readonly kind: 'version' }
   | { readonly kind: 'serve'; readonly opts: ServeOptions }
-  | { readonly kind: 'config-check'; readonly file: string };
+  | { readonly kind: 'config-check'; readonly file: string }
+  | MgmtCommand;
 
 /** `ADDR:PORT`, `[V6]:PORT`, `ADDR` (port 3260) or `:PORT` (127.0.0.1). */
 export function parseListen(text: string, defaultPort = 3260): Listen {
@@ -88,7 +96,7 @@ export function parseBackstore(text: string): BackstoreSpec {
   }
 }
 
-const SERVE_FLAGS = ['--config', '--listen', '--backstore', '--iqn', '--read-only', '--block-size', '--verbose', '--quiet', '--help'];
+const SERVE_FLAGS = ['--config', '--listen', '--backstore', '--iqn', '--read-only', '--block-size', '--console', '--control', '--verbose', '--quiet', '--help'];
 
 export function parseArgs(argv: readonly string[]): Command {
   const args = [...argv];
@@ -104,12 +112,14 @@ export function parseArgs(argv: readonly string[]): Command {
       if (file === undefined) throw new UsageError('lunbox config check FILE: give the config file to check');
       return { kind: 'config-check', file };
     }
+    if (sub === 'import' || sub === 'export') return parseConfigIo(sub, args.slice(2));
     if (sub === undefined || sub === '--help') return { kind: 'help', topic: 'config' };
-    throw new UsageError(`lunbox config ${sub}: unknown subcommand; valid: check`);
+    throw new UsageError(`lunbox config ${sub}: unknown subcommand; valid: check, import, export`);
   }
+  if ((MGMT_COMMANDS as readonly string[]).includes(first)) return parseMgmt(first, args.slice(1));
   if (first !== 'serve') {
     if (first.startsWith('-')) return parseServe(args);
-    throw new UsageError(`unknown command '${first}'; valid: serve, config, help, version (see lunbox --help)`);
+    throw new UsageError(`unknown command '${first}'; valid: serve, shell, console, probe, config, help, version (see lunbox --help)`);
   }
   return parseServe(args.slice(1));
 }
@@ -123,6 +133,8 @@ function parseServe(args: string[]): Command {
   let blockSize: number | undefined;
   let verbose = false;
   let quiet = false;
+  let consoleDevice: string | undefined;
+  let control: string | undefined;
   for (let i = 0; i < args.length; i++) {
     const raw = args[i] ?? '';
     const eq = raw.startsWith('--') ? raw.indexOf('=') : -1;
@@ -163,6 +175,12 @@ function parseServe(args: string[]): Command {
         blockSize = n;
         break;
       }
+      case '--console':
+        consoleDevice = value();
+        break;
+      case '--control':
+        control = value();
+        break;
       case '--verbose':
       case '-v':
         verbose = true;
@@ -189,6 +207,8 @@ function parseServe(args: string[]): Command {
       ...(backstore ? { backstore } : {}),
       ...(iqn !== undefined ? { iqn } : {}),
       ...(blockSize !== undefined ? { blockSize } : {}),
+      ...(consoleDevice !== undefined ? { console: consoleDevice } : {}),
+      ...(control !== undefined ? { control } : {}),
     },
   };
 }

@@ -8,12 +8,17 @@ import { createLogger } from '../util/log';
 import { VERSION } from '../version';
 import { parseArgs, UsageError } from './args';
 import type { ServeOptions } from './args';
+import { HELP_CONFIG_IO, HELP_CONSOLE, HELP_PROBE, HELP_SHELL, runMgmt, startManagement } from './mgmt';
 
 const HELP_MAIN = `lunbox ${VERSION} - a userspace SCSI target: iSCSI today, USB mass storage and SBP-2 next
 
 Usage:
   lunbox serve [OPTIONS]         serve LUNs until SIGINT/SIGTERM
   lunbox config check FILE       validate a config file and print what it defines
+  lunbox config import|export    targetcli/LIO saveconfig.json to a lunbox config and back
+  lunbox shell [-c CMD]          the management shell of the running daemon (control socket)
+  lunbox console [PORT] [-c CMD] the board's shell over its USB serial console (from the computer)
+  lunbox probe [DEVICE]          list lunbox USB devices; test one over Bulk-Only Transport
   lunbox help [serve|config]     this text, or help on one command
   lunbox --version
 
@@ -38,6 +43,12 @@ Quick one-LUN export (no config file):
 From a config file:
   -c, --config FILE      JSON config: backstores, iSCSI targets, LUNs, ACLs, CHAP
                          (see README "Configuration"; check it with 'lunbox config check')
+
+Management:
+      --console DEVICE   serve the shell on a serial device (e.g. /dev/ttyGS0, /dev/ttyAMA0;
+                         default: console.device of the config; 'none': off)
+      --control PATH     control socket for 'lunbox shell' [/run/lunbox/control.sock]
+                         ('none': off)
 
 Either way:
   -l, --listen ADDR:PORT portal to listen on; repeatable [127.0.0.1:3260]
@@ -103,6 +114,15 @@ async function serve(opts: ServeOptions): Promise<number> {
   }
   for (const w of configWarnings(config)) logger.warn(`${w.path ? w.path + ': ' : ''}${w.message}`);
   const rt = await Runtime.start(config, logger);
+  const mgmt = await startManagement(
+    rt,
+    {
+      ...(opts.config !== undefined ? { configFile: opts.config } : {}),
+      ...(opts.console !== undefined ? { consoleDevice: opts.console } : {}),
+      ...(opts.control !== undefined ? { control: opts.control } : {}),
+    },
+    logger,
+  );
   for (const url of rt.urls()) process.stdout.write(url + '\n');
   logger.info(`ready: ${rt.urls().length} LUN(s) on ${rt.portals().map((p) => `${p.address}:${p.port}`).join(', ') || 'no portal'}`);
 
@@ -115,7 +135,10 @@ async function serve(opts: ServeOptions): Promise<number> {
       }
       stopping = true;
       logger.info(`${sig}: shutting down`);
-      rt.stop().then(
+      mgmt
+        .stop()
+        .then(() => rt.stop())
+        .then(
         () => resolve(0),
         (e: Error) => {
           logger.error(`shutdown: ${e.message}`);
@@ -142,7 +165,14 @@ export async function main(argv: readonly string[]): Promise<number> {
     const cmd = parseArgs(argv);
     switch (cmd.kind) {
       case 'help':
-        process.stdout.write((cmd.topic === 'serve' ? HELP_SERVE : cmd.topic === 'config' ? HELP_CONFIG : HELP_MAIN) + '\n');
+        process.stdout.write(
+          (cmd.topic === 'serve' ? HELP_SERVE
+          : cmd.topic === 'config' ? `${HELP_CONFIG}\n\n${HELP_CONFIG_IO}`
+          : cmd.topic === 'shell' ? HELP_SHELL
+          : cmd.topic === 'console' ? HELP_CONSOLE
+          : cmd.topic === 'probe' ? HELP_PROBE
+          : HELP_MAIN) + '\n',
+        );
         return 0;
       case 'version':
         process.stdout.write(`lunbox ${VERSION}\n`);
@@ -151,6 +181,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await serve(cmd.opts);
       case 'config-check':
         return await configCheck(cmd.file);
+      default:
+        return await runMgmt(cmd);
     }
   } catch (err) {
     const e = err as Error;

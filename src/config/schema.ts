@@ -97,6 +97,20 @@ export interface IscsiConfig {
   targets: IscsiTargetConfig[];
 }
 
+/** The management shell on a serial line (USB ACM gadget port or a UART). */
+export interface ConsoleConfig {
+  /** Serial device the daemon serves the shell on; default /dev/ttyGS0; false: none. */
+  device?: string | false;
+  /** Line speed (a UART needs it; ignored by the ACM gadget); default 115200. */
+  baudRate?: number;
+}
+
+/** The local control socket `lunbox shell` talks to. */
+export interface ControlConfig {
+  /** Unix socket path; default /run/lunbox/control.sock; false: none. */
+  socket?: string | false;
+}
+
 export interface LunboxConfig {
   version: 1;
   backstores: BackstoreConfig[];
@@ -104,6 +118,7 @@ export interface LunboxConfig {
   /** Sections owned by later work: kept as given, only checked to be objects. */
   usb?: unknown;
   sbp2?: unknown;
-  console?: unknown;
+  console?: ConsoleConfig;
+  control?: ControlConfig;
   engine?: unknown;
 }

@@ -11,7 +11,9 @@ import type { BackstoreConfig, IscsiConfig, IscsiTargetConfig, LunboxConfig, Por
 type Obj = Record<string, unknown>;
 
 const KEYS = {
-  top: ['version', 'backstores', 'iscsi', 'usb', 'sbp2', 'console', 'engine'],
+  top: ['version', 'backstores', 'iscsi', 'usb', 'sbp2', 'console', 'control', 'engine'],
+  console: ['device', 'baudRate'],
+  control: ['socket'],
   backstore: ['name', 'type', 'size', 'path', 'readOnly', 'blockSize', 'writeCache', 'vendor', 'product', 'revision', 'serial', 'thinProvisioning', 'removable'],
   iscsi: ['portals', 'discoveryAuth', 'targets'],
   portal: ['address', 'port'],
@@ -29,7 +31,9 @@ const KEYS = {
 const BACKSTORE_TYPES = ['ram', 'file', 'block'] as const;
 const BLOCK_SIZES = [512, 1024, 2048, 4096] as const;
 const DIGESTS = ['None', 'CRC32C'] as const;
-const OPAQUE_SECTIONS = ['usb', 'sbp2', 'console', 'engine'] as const;
+const OPAQUE_SECTIONS = ['usb', 'sbp2', 'engine'] as const;
+/** Standard termios speeds a UART can be set to. */
+export const BAUD_RATES = [1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 500000, 576000, 921600, 1000000, 1500000, 2000000, 3000000] as const;
 /** SAM-5 flat/peripheral addressing as LIO uses it: LUNs 0..16383. */
 export const MAX_LUN = 16383;
 const NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -348,6 +352,24 @@ function checkTarget(c: Checker, v: unknown, path: string, backstores: ReadonlyS
   return iqn === undefined ? { tpgt } : { iqn, tpgt };
 }
 
+function checkConsole(c: Checker, v: unknown): void {
+  const o = c.object(v, 'console', KEYS.console, []);
+  if (!o) return;
+  if (o.device !== false) {
+    const d = c.string(o.device, 'console.device', 255);
+    if (d !== undefined && !d.startsWith('/')) c.add('FORMAT', 'console.device', `${JSON.stringify(d)} must be an absolute device path (e.g. /dev/ttyGS0), or false for no console`);
+  }
+  c.oneOf(o.baudRate, 'console.baudRate', BAUD_RATES);
+}
+
+function checkControl(c: Checker, v: unknown): void {
+  const o = c.object(v, 'control', KEYS.control, []);
+  if (!o) return;
+  if (o.socket === false) return;
+  const s = c.string(o.socket, 'control.socket', 107); // sun_path holds 108 bytes with the NUL
+  if (s !== undefined && !s.startsWith('/')) c.add('FORMAT', 'control.socket', `${JSON.stringify(s)} must be an absolute path, or false for no control socket`);
+}
+
 /** `backstores` is undefined when a backstore entry was too broken to know its name. */
 function checkIscsi(c: Checker, v: unknown, backstores: ReadonlySet<string> | undefined): void {
   const o = c.object(v, 'iscsi', KEYS.iscsi, ['targets']);
@@ -385,6 +407,8 @@ export function validateConfig(raw: unknown): LunboxConfig {
       else names.set(bs.name, i);
     });
     if (o.iscsi !== undefined) checkIscsi(c, o.iscsi, namesKnown ? new Set(names.keys()) : undefined);
+    if (o.console !== undefined) checkConsole(c, o.console);
+    if (o.control !== undefined) checkControl(c, o.control);
     for (const k of OPAQUE_SECTIONS) {
       if (o[k] !== undefined && !isObj(o[k])) c.add('TYPE', k, `expected an object, got ${describe(o[k])}`);
     }
