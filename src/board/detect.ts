@@ -14,7 +14,8 @@ import pi5 from '../../board/pi-5.json';
 import piZero2W from '../../board/pi-zero-2-w.json';
 import piZeroW from '../../board/pi-zero-w.json';
 
-export type CpuArch = 'armv6' | 'armv7' | 'arm64';
+// x64 only describes the machine lunbox happens to run on (a PC, a VM), never a board file.
+export type CpuArch = 'armv6' | 'armv7' | 'arm64' | 'x64';
 
 export interface BoardFacts {
   readonly id: string;
@@ -96,7 +97,7 @@ export const GENERIC_BOARD: BoardFacts = {
   name: 'generic Linux board',
   modelPatterns: [],
   soc: 'unknown',
-  arch: process.arch === 'arm64' ? 'arm64' : 'armv7',
+  arch: process.arch === 'arm64' ? 'arm64' : process.arch === 'x64' ? 'x64' : 'armv7',
   udc: [],
   usbPort: 'the board\'s USB device (OTG/peripheral) port',
   serial: { gadget: 'ttyGS0', uart: 'ttyS0', uartNote: 'board-specific' },

@@ -42,6 +42,7 @@ export type Command =
   | { readonly kind: 'version' }
   | { readonly kind: 'serve'; readonly opts: ServeOptions }
   | { readonly kind: 'config-check'; readonly file: string }
+  | { readonly kind: 'board'; readonly argv: readonly string[] }
   | MgmtCommand;
 
 /** `ADDR:PORT`, `[V6]:PORT`, `ADDR` (port 3260) or `:PORT` (127.0.0.1). */
@@ -116,10 +117,11 @@ export function parseArgs(argv: readonly string[]): Command {
     if (sub === undefined || sub === '--help') return { kind: 'help', topic: 'config' };
     throw new UsageError(`lunbox config ${sub}: unknown subcommand; valid: check, import, export`);
   }
+  if (first === 'board') return { kind: 'board', argv: args.slice(1) };
   if ((MGMT_COMMANDS as readonly string[]).includes(first)) return parseMgmt(first, args.slice(1));
   if (first !== 'serve') {
     if (first.startsWith('-')) return parseServe(args);
-    throw new UsageError(`unknown command '${first}'; valid: serve, shell, console, probe, config, help, version (see lunbox --help)`);
+    throw new UsageError(`unknown command '${first}'; valid: serve, shell, console, probe, config, board, help, version (see lunbox --help)`);
   }
   return parseServe(args.slice(1));
 }

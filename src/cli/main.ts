@@ -6,6 +6,7 @@ import type { LunboxConfig } from '../config/index';
 import { Runtime } from '../runtime';
 import { createLogger } from '../util/log';
 import { VERSION } from '../version';
+import { boardCommand, HELP_BOARD } from './board';
 import { parseArgs, UsageError } from './args';
 import type { ServeOptions } from './args';
 import { HELP_CONFIG_IO, HELP_CONSOLE, HELP_PROBE, HELP_SHELL, runMgmt, startManagement } from './mgmt';
@@ -19,7 +20,8 @@ Usage:
   lunbox shell [-c CMD]          the management shell of the running daemon (control socket)
   lunbox console [PORT] [-c CMD] the board's shell over its USB serial console (from the computer)
   lunbox probe [DEVICE]          list lunbox USB devices; test one over Bulk-Only Transport
-  lunbox help [serve|config]     this text, or help on one command
+  lunbox board [--json]          the detected board (Raspberry Pi, BeagleBone) and its facts
+  lunbox help [COMMAND]          this text, or help on one command
   lunbox --version
 
 With no options, 'lunbox serve' exports a 64 MiB RAM disk as LUN 0 of one iSCSI
@@ -171,6 +173,7 @@ export async function main(argv: readonly string[]): Promise<number> {
           : cmd.topic === 'shell' ? HELP_SHELL
           : cmd.topic === 'console' ? HELP_CONSOLE
           : cmd.topic === 'probe' ? HELP_PROBE
+          : cmd.topic === 'board' ? HELP_BOARD
           : HELP_MAIN) + '\n',
         );
         return 0;
@@ -181,6 +184,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await serve(cmd.opts);
       case 'config-check':
         return await configCheck(cmd.file);
+      case 'board':
+        return boardCommand(cmd.argv);
       default:
         return await runMgmt(cmd);
     }

@@ -73,6 +73,10 @@ test('serve errors', () => {
   assert.throws(() => parseArgs(['frobnicate']), /unknown command 'frobnicate'/);
 });
 
+test('board passes its own arguments through', () => {
+  assert.equal(parseArgs(['board', '--json']), { kind: 'board', argv: ['--json'] });
+});
+
 test('config check needs a file', () => {
   assert.equal(parseArgs(['config', 'check', 'x.json']), { kind: 'config-check', file: 'x.json' });
   assert.throws(() => parseArgs(['config', 'check']), /give the config file/);
