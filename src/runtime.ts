@@ -2,13 +2,15 @@
 // units, one SCSI target port per iSCSI target portal group, and the iSCSI server.
 // Everything a transport needs to know about LUN masking is in the lunMap callback.
 
+import * as nodePath from 'node:path';
 import type { Backstore } from './backstores/backstore';
 import { openBackstore, validateConfig } from './config/index';
+import { FilePrStore } from './config/pr-store';
 import type { BackstoreConfig, Chap, IscsiTargetConfig, LunboxConfig } from './config/index';
 import { IscsiServer } from './fabrics/iscsi/index';
 import type { ChapCredentials, IscsiTargetDef, IscsiTargetParams } from './fabrics/iscsi/index';
-import { LogicalUnit, TargetPort } from './scsi/index';
-import type { LunMapEntry } from './scsi/index';
+import { LogicalUnit, TargetPort, usePrStore } from './scsi/index';
+import type { LunMapEntry, PrStore } from './scsi/index';
 import type { Nexus } from './scsi/types';
 import type { Logger } from './util/log';
 
@@ -40,6 +42,11 @@ export interface ApplyReport {
 const targetKey = (t: IscsiTargetConfig): string => `${t.iqn.toLowerCase()}|${t.tpgt ?? 1}`;
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
 
+export interface RuntimeOptions {
+  /** Directory for state that must survive a restart (APTPL reservations under pr/). */
+  readonly stateDir?: string;
+}
+
 export class Runtime {
   private readonly units = new Map<string, LogicalUnit>();
   private readonly backstores = new Map<string, Backstore>();
@@ -56,11 +63,16 @@ export class Runtime {
   /** Serialises apply() calls. */
   private applying: Promise<unknown> = Promise.resolve();
 
+  /** Where APTPL reservation state lives; without it APTPL is refused (PTPL_C=0). */
+  private readonly prStore: PrStore | undefined;
+
   private constructor(
     config: LunboxConfig,
     private readonly logger: Logger,
+    opts: RuntimeOptions,
   ) {
     this.cfg = config;
+    this.prStore = opts.stateDir !== undefined ? new FilePrStore(nodePath.join(opts.stateDir, 'pr'), logger.log) : undefined;
   }
 
   /** The configuration running now (after any live change). */
@@ -69,8 +81,8 @@ export class Runtime {
   }
 
   /** Open everything the config names and start listening. On any failure, what was opened is closed again. */
-  static async start(config: LunboxConfig, logger: Logger): Promise<Runtime> {
-    const rt = new Runtime(config, logger);
+  static async start(config: LunboxConfig, logger: Logger, opts: RuntimeOptions = {}): Promise<Runtime> {
+    const rt = new Runtime(config, logger, opts);
     try {
       await rt.openBackstores();
       rt.buildTargets();
@@ -105,6 +117,8 @@ export class Runtime {
         ...(b.thinProvisioning !== undefined ? { thinProvisioning: b.thinProvisioning } : {}),
         ...(b.removable !== undefined ? { removable: b.removable } : {}),
       });
+      // Persistent reservations made with APTPL come back before the unit takes a command.
+      if (this.prStore) await usePrStore(unit, this.prStore);
       this.logger.debug(`backstore ${b.type}:${b.name} ${store.size} bytes${store.path ? ' at ' + store.path : ''}`);
       return { store, unit };
     }

@@ -35,6 +35,8 @@ export interface ServeOptions {
   readonly console?: string;
   /** Control socket path for `lunbox shell` ('none': no socket). */
   readonly control?: string;
+  /** Directory for state kept across restarts (APTPL reservations); 'none': keep nothing. */
+  readonly stateDir?: string;
 }
 
 export type Command =
@@ -97,7 +99,7 @@ export function parseBackstore(text: string): BackstoreSpec {
   }
 }
 
-const SERVE_FLAGS = ['--config', '--listen', '--backstore', '--iqn', '--read-only', '--block-size', '--console', '--control', '--verbose', '--quiet', '--help'];
+const SERVE_FLAGS = ['--config', '--listen', '--backstore', '--iqn', '--read-only', '--block-size', '--console', '--control', '--state-dir', '--verbose', '--quiet', '--help'];
 
 export function parseArgs(argv: readonly string[]): Command {
   const args = [...argv];
@@ -137,6 +139,7 @@ function parseServe(args: string[]): Command {
   let quiet = false;
   let consoleDevice: string | undefined;
   let control: string | undefined;
+  let stateDir: string | undefined;
   for (let i = 0; i < args.length; i++) {
     const raw = args[i] ?? '';
     const eq = raw.startsWith('--') ? raw.indexOf('=') : -1;
@@ -183,6 +186,9 @@ function parseServe(args: string[]): Command {
       case '--control':
         control = value();
         break;
+      case '--state-dir':
+        stateDir = value();
+        break;
       case '--verbose':
       case '-v':
         verbose = true;
@@ -211,6 +217,7 @@ function parseServe(args: string[]): Command {
       ...(blockSize !== undefined ? { blockSize } : {}),
       ...(consoleDevice !== undefined ? { console: consoleDevice } : {}),
       ...(control !== undefined ? { control } : {}),
+      ...(stateDir !== undefined ? { stateDir } : {}),
     },
   };
 }

@@ -1,6 +1,7 @@
 // `lunbox`: the one command of the one-file bundle (dist/lunbox.js).
 
 import { hostname } from 'node:os';
+import * as nodePath from 'node:path';
 import { configWarnings, loadConfig, redactSecrets, validateConfig } from '../config/index';
 import type { LunboxConfig } from '../config/index';
 import { Runtime } from '../runtime';
@@ -51,6 +52,9 @@ Management:
                          default: console.device of the config; 'none': off)
       --control PATH     control socket for 'lunbox shell' [/run/lunbox/control.sock]
                          ('none': off)
+      --state-dir DIR    where state that outlives a restart is kept: persistent
+                         reservations with APTPL, under DIR/pr [the config file's
+                         directory; none for a quick export: APTPL is then refused]
 
 Either way:
   -l, --listen ADDR:PORT portal to listen on; repeatable [127.0.0.1:3260]
@@ -115,7 +119,12 @@ async function serve(opts: ServeOptions): Promise<number> {
     config = quickConfig(opts);
   }
   for (const w of configWarnings(config)) logger.warn(`${w.path ? w.path + ': ' : ''}${w.message}`);
-  const rt = await Runtime.start(config, logger);
+  // APTPL reservations are kept next to the config file; a quick export has no such place
+  // unless --state-dir names one, and then refuses APTPL (PTPL_C=0) rather than lose it.
+  const stateDir =
+    opts.stateDir === 'none' ? undefined
+    : opts.stateDir ?? (opts.config !== undefined ? nodePath.dirname(nodePath.resolve(opts.config)) : undefined);
+  const rt = await Runtime.start(config, logger, stateDir !== undefined ? { stateDir } : {});
   const mgmt = await startManagement(
     rt,
     {

@@ -270,4 +270,17 @@ test('APTPL state goes to the PrStore and comes back on a new unit', async () =>
   assert.equal(store.states.get('pr-serial')?.registrations, []);
 });
 
+test('without a PrStore: PTPL_C is 0 and REGISTER with APTPL is refused (nothing could keep it)', async () => {
+  const { port, n1 } = await fixture();
+  const caps = await inp(port, n1, 2); // REPORT CAPABILITIES
+  assert.is(caps.status, Status.GOOD);
+  assert.is((caps.dataIn?.[2] ?? 0xff) & 0x01, 0, 'PTPL_C');
+  const r = await out(port, n1, 0, 0, 0n, 0x42n, 0x01);
+  assert.is(r.status, Status.CHECK_CONDITION);
+  assert.equal(sense(r).field, { cdb: false, byte: 20, bit: 0 });
+  assert.is(sense(r).asc, 0x2600, 'INVALID FIELD IN PARAMETER LIST');
+  // The same REGISTER without APTPL works.
+  assert.is((await out(port, n1, 0, 0, 0n, 0x42n)).status, Status.GOOD);
+});
+
 test.run();

@@ -364,7 +364,8 @@ export function persistentReserveIn(sa: number): Handler {
         // §6.15.4: CRH 0, SIP_C, ATP_C, PTPL_C; TMV with every type; ALLOW COMMANDS 001b.
         const b = Buffer.alloc(8);
         b.writeUInt16BE(8, 0);
-        b[2] = 0x08 | 0x04 | 0x01;
+        // PTPL_C only when a store makes APTPL state survive a restart.
+        b[2] = 0x08 | 0x04 | (pr.store ? 0x01 : 0);
         b[3] = 0x80 | 0x10 | (pr.aptpl ? 0x01 : 0);
         b[4] = 0x80 | 0x40 | 0x20 | 0x08 | 0x02; // WR_EX_AR EX_AC_RO WR_EX_RO EX_AC WR_EX
         b[5] = 0x01; // EX_AC_AR
@@ -490,6 +491,8 @@ function register(
   const allTgPt = (flags & 0x04) !== 0;
   const aptpl = (flags & 0x01) !== 0;
   if (specIPt && (ignore || reg)) return ctx.fail(invalidParam(20, 3));
+  // §5.9.4: APTPL is only accepted where the state really survives (a store is attached).
+  if (aptpl && !pr.store) return ctx.fail(invalidParam(20, 0));
   if (!specIPt && data.length !== BASIC_LIST) return listLengthError(ctx);
   if (reg) {
     // §5.9.7.3: a registered nexus must present its key (unless IGNORE EXISTING KEY).
@@ -627,6 +630,7 @@ function registerAndMove(
   if (sark === 0n) return ctx.fail(invalidParam(8));
   const unreg = (data[17]! & 0x02) !== 0;
   const aptpl = (data[17]! & 0x01) !== 0;
+  if (aptpl && !pr.store) return ctx.fail(invalidParam(17, 0));
   const rtpi = data.readUInt16BE(18);
   const tidLen = data.readUInt32BE(20);
   if (BASIC_LIST + tidLen > data.length) return listLengthError(ctx);
