@@ -24,7 +24,19 @@ export interface WriteOptions {
   readonly fua?: boolean;
 }
 
+/**
+ * Bytes kept beside the data for T10 protection information (8 per logical block at
+ * byte lba × 8). Ranges never written read as zeros; what the bytes mean is the core's
+ * business (scsi/sbc/protection.ts).
+ */
+export interface ProtectionInfoStore {
+  read(into: Buffer, intoOffset: number, length: number, position: number): Promise<void>;
+  write(data: Buffer, position: number, opts?: WriteOptions): Promise<void>;
+}
+
 export interface Backstore extends BackstoreInfo {
+  /** Side store for protection information; present when the backstore was opened with one. */
+  readonly pi?: ProtectionInfoStore | undefined;
   /**
    * Read `length` bytes at byte `position` into `into` at `intoOffset`.
    * The caller has range-checked; ranges never cross `size`.

@@ -3,7 +3,7 @@
 import { execFile } from 'node:child_process';
 import type { FileHandle } from 'node:fs/promises';
 import { BackstoreError } from './backstore';
-import type { Backstore, BackstoreKind, WriteOptions } from './backstore';
+import type { Backstore, BackstoreKind, ProtectionInfoStore, WriteOptions } from './backstore';
 
 /**
  * How a FUA write reaches stable storage.
@@ -24,6 +24,50 @@ export interface FdBackstoreParts {
   readonly dsyncHandle?: FileHandle;
   /** Deallocate with `fallocate --punch-hole` (see file.ts for why a child process). */
   readonly punchHole?: boolean;
+  /** Protection information side store (file.ts: the `<image>.pi` sidecar). */
+  readonly pi?: FdSideStore;
+}
+
+/**
+ * A sidecar file used through pread/pwrite (protection information). It is sparse and
+ * grows on write: ranges past its end or in holes read as zeros.
+ */
+export class FdSideStore implements ProtectionInfoStore {
+  constructor(
+    readonly path: string,
+    readonly handle: FileHandle,
+    readonly readOnly: boolean,
+  ) {}
+
+  async read(into: Buffer, intoOffset: number, length: number, position: number): Promise<void> {
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await this.handle.read(into, intoOffset + done, length - done, position + done);
+      if (bytesRead === 0) {
+        into.fill(0, intoOffset + done, intoOffset + length);
+        return;
+      }
+      done += bytesRead;
+    }
+  }
+
+  async write(data: Buffer, position: number, opts?: WriteOptions): Promise<void> {
+    if (this.readOnly) throw new BackstoreError('EACCES', `${this.path} is read-only`);
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await this.handle.write(data, done, data.length - done, position + done);
+      done += bytesWritten;
+    }
+    if (opts?.fua === true) await this.handle.datasync();
+  }
+
+  async flush(): Promise<void> {
+    if (!this.readOnly) await this.handle.datasync();
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close();
+  }
 }
 
 const PUNCH_CONCURRENCY = 2;
@@ -46,6 +90,7 @@ export class FdBackstore implements Backstore {
   readonly handle: FileHandle;
   readonly dsyncHandle: FileHandle | undefined;
   readonly fuaMode: FuaMode;
+  readonly pi: FdSideStore | undefined;
   protected _size: number;
   private punching = 0;
   private readonly punchWaiters: (() => void)[] = [];
@@ -60,6 +105,7 @@ export class FdBackstore implements Backstore {
     this.handle = parts.handle;
     this.dsyncHandle = parts.dsyncHandle;
     this.fuaMode = parts.dsyncHandle ? 'dsync' : 'fdatasync';
+    this.pi = parts.pi;
     this.canUnmap = !parts.readOnly && parts.punchHole === true;
     this.unmapReadsZero = this.canUnmap;
   }
@@ -98,6 +144,7 @@ export class FdBackstore implements Backstore {
   async flush(): Promise<void> {
     if (this.readOnly) return;
     await this.handle.datasync();
+    await this.pi?.flush();
   }
 
   async unmap(position: number, length: number): Promise<void> {
@@ -144,6 +191,7 @@ export class FdBackstore implements Backstore {
 
   async close(): Promise<void> {
     await this.dsyncHandle?.close();
+    await this.pi?.close();
     await this.handle.close();
   }
 }

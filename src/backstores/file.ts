@@ -14,7 +14,7 @@ import { constants as C } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { BackstoreError } from './backstore';
-import { FdBackstore, openError, punchHole } from './fd-backstore';
+import { FdBackstore, FdSideStore, openError, punchHole } from './fd-backstore';
 import type { FuaMode } from './fd-backstore';
 
 export interface FileOptions {
@@ -31,6 +31,16 @@ export interface FileOptions {
   readonly fua?: FuaMode;
   /** 'punch-hole' enables UNMAP via `fallocate --punch-hole`; checked at open. Default 'none'. */
   readonly unmap?: 'none' | 'punch-hole';
+  /**
+   * Keep T10 protection information in the sidecar file `<path>.pi` (created sparse when
+   * missing, except read-only). Default false.
+   */
+  readonly protectionInfo?: boolean;
+}
+
+/** Sidecar PI bytes for a data size: 8 per 512-byte block, the smallest block size. */
+function piSizeFor(size: number): number {
+  return Math.ceil(size / 512) * 8;
 }
 
 export class FileBackstore extends FdBackstore {
@@ -38,7 +48,19 @@ export class FileBackstore extends FdBackstore {
     if (this.readOnly) throw new BackstoreError('EACCES', `file backstore ${this.name} (${this.path}) is read-only`);
     checkSize(this.name, this.path, size);
     await this.handle.truncate(size);
+    // Shrinking drops the PI of the cut-off blocks too, so a later grow reads them unwritten.
+    if (this.pi && size < this._size) await this.pi.handle.truncate(piSizeFor(size));
     this._size = size;
+  }
+}
+
+async function openSidecar(name: string, path: string, readOnly: boolean): Promise<FdSideStore> {
+  const pi = `${path}.pi`;
+  try {
+    const h = readOnly ? await fsp.open(pi, C.O_RDONLY) : await fsp.open(pi, C.O_RDWR | C.O_CREAT, 0o644);
+    return new FdSideStore(pi, h, readOnly);
+  } catch (err) {
+    throw openError(err, 'file', name, pi);
   }
 }
 
@@ -112,10 +134,13 @@ export async function openFile(opts: FileOptions): Promise<FileBackstore> {
   }
 
   let dsyncHandle: fsp.FileHandle | undefined;
+  let pi: FdSideStore | undefined;
   try {
     if (opts.unmap === 'punch-hole' && !readOnly) await probePunchHole(name, path);
     if (opts.fua !== 'fdatasync' && !readOnly) dsyncHandle = await fsp.open(path, C.O_RDWR | C.O_DSYNC);
+    if (opts.protectionInfo === true) pi = await openSidecar(name, path, readOnly);
   } catch (err) {
+    await dsyncHandle?.close().catch(() => {});
     await handle.close().catch(() => {});
     throw openError(err, 'file', name, path);
   }
@@ -129,6 +154,7 @@ export async function openFile(opts: FileOptions): Promise<FileBackstore> {
     handle,
     ...(dsyncHandle ? { dsyncHandle } : {}),
     punchHole: opts.unmap === 'punch-hole',
+    ...(pi ? { pi } : {}),
   });
 }
 

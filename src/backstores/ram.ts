@@ -12,6 +12,13 @@ export interface RamOptions {
   readonly size: number;
   /** Allocation unit in bytes (power of two); tests use small chunks. Default 1 MiB. */
   readonly chunkSize?: number;
+  /** Keep a protection information side store (a second sparse chunk map). */
+  readonly protectionInfo?: boolean;
+}
+
+/** PI bytes for a data size: 8 per 512-byte block, the smallest logical block size. */
+export function piSizeFor(size: number): number {
+  return Math.ceil(size / 512) * 8;
 }
 
 export class RamBackstore implements Backstore {
@@ -21,6 +28,7 @@ export class RamBackstore implements Backstore {
   readonly unmapReadsZero = true;
   readonly volatileCache = false;
   readonly chunkSize: number;
+  readonly pi: RamBackstore | undefined;
   private readonly chunks = new Map<number, Buffer>();
   private _size: number;
   private closed = false;
@@ -29,6 +37,7 @@ export class RamBackstore implements Backstore {
     readonly name: string,
     size: number,
     chunkSize = RAM_CHUNK_SIZE,
+    protectionInfo = false,
   ) {
     checkSize(name, size);
     if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0 || (chunkSize & (chunkSize - 1)) !== 0) {
@@ -36,6 +45,8 @@ export class RamBackstore implements Backstore {
     }
     this._size = size;
     this.chunkSize = chunkSize;
+    // The side store is itself a sparse RAM store: no memory until PI is written.
+    this.pi = protectionInfo ? new RamBackstore(`${name}.pi`, piSizeFor(size), chunkSize) : undefined;
   }
 
   get size(): number {
@@ -127,11 +138,13 @@ export class RamBackstore implements Backstore {
       this.chunks.get(lastIndex)?.fill(0, size - lastIndex * this.chunkSize);
     }
     this._size = size;
+    await this.pi?.resize(piSizeFor(size));
   }
 
   async close(): Promise<void> {
     this.closed = true;
     this.chunks.clear();
+    await this.pi?.close();
   }
 
   private closedError(): Promise<never> {
@@ -167,5 +180,5 @@ function checkSize(name: string, size: number): void {
 }
 
 export function openRam(opts: RamOptions): RamBackstore {
-  return new RamBackstore(opts.name, opts.size, opts.chunkSize);
+  return new RamBackstore(opts.name, opts.size, opts.chunkSize, opts.protectionInfo === true);
 }

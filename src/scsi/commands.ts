@@ -17,6 +17,10 @@ import { orWrite16 } from './sbc/orwrite';
 import { getLbaStatus } from './sbc/lba-status';
 import { compareAndWrite } from './sbc/compare-and-write';
 import { writeAtomic16 } from './sbc/write-atomic';
+import { reportTargetPortGroups, setTargetPortGroups } from './spc/alua';
+import { CopyResultsAction, extendedCopy, receiveCopyResults } from './spc/extended-copy';
+import { formatUnit } from './sbc/protection';
+import { SANITIZE_ACTIONS } from './sbc/sanitize';
 import { PrInAction, PrOutAction, persistentReserveIn, persistentReserveOut } from './spc/persistent-reservations';
 import {
   preventAllow,
@@ -33,6 +37,13 @@ const LBA8 = [...LBA4, ...LBA4];
 const IO_T = { nominal: 1, recommended: 30 };
 
 const ALWAYS_THIN = (lu: { thin: boolean }) => lu.thin;
+const LEN4 = [0xff, 0xff, 0xff, 0xff];
+
+const COPY_RESULTS = [
+  ['COPY STATUS', CopyResultsAction.COPY_STATUS],
+  ['OPERATING PARAMETERS', CopyResultsAction.OPERATING_PARAMETERS],
+  ['FAILED SEGMENT DETAILS', CopyResultsAction.FAILED_SEGMENT_DETAILS],
+] as const;
 
 const PR_IN = [
   ['READ KEYS', PrInAction.READ_KEYS],
@@ -57,6 +68,11 @@ export const COMMANDS: readonly CommandDef[] = [
     name: 'REQUEST SENSE', opcode: Op.REQUEST_SENSE, usage: [0x03, 0x01, 0, 0, 0xff, C],
     uaExempt: true, reservationExempt: true, headOfQueue: true, run: requestSense,
   },
+  {
+    // SBC-3 §5.3: FMTPINFO, LONGLIST, FMTDATA, CMPLST, DEFECT LIST FORMAT; no vendor byte.
+    name: 'FORMAT UNIT', opcode: Op.FORMAT_UNIT, usage: [0x04, 0xff, 0, 0, 0, C],
+    medium: true, write: true, timeouts: { nominal: 5, recommended: 300 }, run: formatUnit,
+  },
   { name: 'READ(6)', opcode: Op.READ_6, usage: [0x08, 0x1f, 0xff, 0xff, 0xff, C], medium: true, timeouts: IO_T, run: read(6) },
   { name: 'WRITE(6)', opcode: Op.WRITE_6, usage: [0x0a, 0x1f, 0xff, 0xff, 0xff, C], medium: true, write: true, timeouts: IO_T, run: write(6) },
   {
@@ -79,16 +95,16 @@ export const COMMANDS: readonly CommandDef[] = [
     name: 'READ CAPACITY(10)', opcode: Op.READ_CAPACITY_10, usage: [0x25, 0, ...LBA4, 0, 0, 0x01, C],
     medium: true, run: readCapacity10,
   },
-  { name: 'READ(10)', opcode: Op.READ_10, usage: [0x28, 0x18, ...LBA4, 0x1f, 0xff, 0xff, C], medium: true, timeouts: IO_T, run: read(10) },
+  { name: 'READ(10)', opcode: Op.READ_10, usage: [0x28, 0xf8, ...LBA4, 0x1f, 0xff, 0xff, C], medium: true, timeouts: IO_T, run: read(10) },
   {
-    name: 'WRITE(10)', opcode: Op.WRITE_10, usage: [0x2a, 0x18, ...LBA4, 0x1f, 0xff, 0xff, C],
+    name: 'WRITE(10)', opcode: Op.WRITE_10, usage: [0x2a, 0xf8, ...LBA4, 0x1f, 0xff, 0xff, C],
     medium: true, write: true, timeouts: IO_T, run: write(10),
   },
   {
-    name: 'WRITE AND VERIFY(10)', opcode: Op.WRITE_AND_VERIFY_10, usage: [0x2e, 0x12, ...LBA4, 0x1f, 0xff, 0xff, C],
+    name: 'WRITE AND VERIFY(10)', opcode: Op.WRITE_AND_VERIFY_10, usage: [0x2e, 0xf2, ...LBA4, 0x1f, 0xff, 0xff, C],
     medium: true, write: true, timeouts: IO_T, run: writeAndVerify(10),
   },
-  { name: 'VERIFY(10)', opcode: Op.VERIFY_10, usage: [0x2f, 0x16, ...LBA4, 0x1f, 0xff, 0xff, C], medium: true, timeouts: IO_T, run: verify(10) },
+  { name: 'VERIFY(10)', opcode: Op.VERIFY_10, usage: [0x2f, 0xf6, ...LBA4, 0x1f, 0xff, 0xff, C], medium: true, timeouts: IO_T, run: verify(10) },
   {
     name: 'SYNCHRONIZE CACHE(10)', opcode: Op.SYNCHRONIZE_CACHE_10, usage: [0x35, 0x06, ...LBA4, 0x1f, 0xff, 0xff, C],
     medium: true, timeouts: { nominal: 5, recommended: 120 }, run: synchronizeCache(10),
@@ -103,6 +119,11 @@ export const COMMANDS: readonly CommandDef[] = [
     name: 'UNMAP', opcode: Op.UNMAP, usage: [0x42, 0, 0, 0, 0, 0, 0x1f, 0xff, 0xff, C],
     medium: true, write: true, supported: ALWAYS_THIN, timeouts: { nominal: 5, recommended: 120 }, run: unmap,
   },
+  ...SANITIZE_ACTIONS.map(([name, sa, run, supported]): CommandDef => ({
+    // SBC-3 §5.30: 1 IMMED(7) AUSE(5) SERVICE ACTION(4:0), 7..8 PARAMETER LIST LENGTH.
+    name: `SANITIZE/${name}`, opcode: Op.SANITIZE, serviceAction: sa, usage: [0x48, 0xa0 | sa, 0, 0, 0, 0, 0, 0xff, 0xff, C],
+    medium: true, write: true, timeouts: { nominal: 60, recommended: 3600 }, run, ...(supported ? { supported } : {}),
+  })),
   { name: 'MODE SELECT(10)', opcode: Op.MODE_SELECT_10, usage: [0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, C], run: modeSelect10 },
   { name: 'RESERVE(10)', opcode: Op.RESERVE_10, usage: [0x56, 0, 0, 0, 0, 0, 0, 0, 0, C], run: reserve },
   { name: 'RELEASE(10)', opcode: Op.RELEASE_10, usage: [0x57, 0, 0, 0, 0, 0, 0, 0, 0, C], reservationExempt: true, run: release },
@@ -116,7 +137,16 @@ export const COMMANDS: readonly CommandDef[] = [
     usage: [0x5f, sa, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, C], run: persistentReserveOut(sa),
   })),
   {
-    name: 'READ(16)', opcode: Op.READ_16, usage: [0x88, 0x18, ...LBA8, ...LBA4, 0x1f, C],
+    // SPC-4 §6.4: LID1 only (service action 00h); the copy targets are checked per segment.
+    name: 'EXTENDED COPY(LID1)', opcode: Op.EXTENDED_COPY, serviceAction: 0x00,
+    usage: [0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, ...LEN4, 0, C], timeouts: { nominal: 5, recommended: 120 }, run: extendedCopy,
+  },
+  ...COPY_RESULTS.map(([name, sa]): CommandDef => ({
+    name: `RECEIVE COPY RESULTS/${name}`, opcode: Op.RECEIVE_COPY_RESULTS, serviceAction: sa,
+    usage: [0x84, sa, 0xff, 0, 0, 0, 0, 0, 0, 0, ...LEN4, 0, C], run: receiveCopyResults(sa),
+  })),
+  {
+    name: 'READ(16)', opcode: Op.READ_16, usage: [0x88, 0xf8, ...LBA8, ...LBA4, 0x1f, C],
     medium: true, timeouts: IO_T, run: read(16),
   },
   {
@@ -124,7 +154,7 @@ export const COMMANDS: readonly CommandDef[] = [
     medium: true, write: true, timeouts: IO_T, run: compareAndWrite,
   },
   {
-    name: 'WRITE(16)', opcode: Op.WRITE_16, usage: [0x8a, 0x18, ...LBA8, ...LBA4, 0x1f, C],
+    name: 'WRITE(16)', opcode: Op.WRITE_16, usage: [0x8a, 0xf8, ...LBA8, ...LBA4, 0x1f, C],
     medium: true, write: true, timeouts: IO_T, run: write(16),
   },
   {
@@ -132,11 +162,11 @@ export const COMMANDS: readonly CommandDef[] = [
     medium: true, write: true, timeouts: IO_T, run: orWrite16,
   },
   {
-    name: 'WRITE AND VERIFY(16)', opcode: Op.WRITE_AND_VERIFY_16, usage: [0x8e, 0x12, ...LBA8, ...LBA4, 0x1f, C],
+    name: 'WRITE AND VERIFY(16)', opcode: Op.WRITE_AND_VERIFY_16, usage: [0x8e, 0xf2, ...LBA8, ...LBA4, 0x1f, C],
     medium: true, write: true, timeouts: IO_T, run: writeAndVerify(16),
   },
   {
-    name: 'VERIFY(16)', opcode: Op.VERIFY_16, usage: [0x8f, 0x16, ...LBA8, ...LBA4, 0x1f, C],
+    name: 'VERIFY(16)', opcode: Op.VERIFY_16, usage: [0x8f, 0xf6, ...LBA8, ...LBA4, 0x1f, C],
     medium: true, timeouts: IO_T, run: verify(16),
   },
   { name: 'PRE-FETCH(16)', opcode: Op.PRE_FETCH_16, usage: [0x90, 0x02, ...LBA8, ...LBA4, 0x1f, C], medium: true, run: preFetch(16) },
@@ -145,7 +175,7 @@ export const COMMANDS: readonly CommandDef[] = [
     medium: true, timeouts: { nominal: 5, recommended: 120 }, run: synchronizeCache(16),
   },
   {
-    name: 'WRITE SAME(16)', opcode: Op.WRITE_SAME_16, usage: [0x93, 0x08, ...LBA8, ...LBA4, 0x1f, C],
+    name: 'WRITE SAME(16)', opcode: Op.WRITE_SAME_16, usage: [0x93, 0x09, ...LBA8, ...LBA4, 0x1f, C],
     medium: true, write: true, timeouts: { nominal: 5, recommended: 120 }, run: writeSame(16),
   },
   {
@@ -171,6 +201,16 @@ export const COMMANDS: readonly CommandDef[] = [
     },
   },
   {
+    // SPC-4 §6.27: PARAMETER DATA FORMAT in byte 1 bits 7:5.
+    name: 'REPORT TARGET PORT GROUPS', opcode: Op.MAINTENANCE_IN, serviceAction: ServiceAction.REPORT_TARGET_PORT_GROUPS,
+    usage: [0xa3, 0xe0 | 0x0a, 0, 0, 0, 0, ...LEN4, 0, C], reservationExempt: true,
+    supported: (lu) => lu.alua !== undefined, run: reportTargetPortGroups,
+  },
+  {
+    name: 'SET TARGET PORT GROUPS', opcode: Op.MAINTENANCE_OUT, serviceAction: ServiceAction.SET_TARGET_PORT_GROUPS,
+    usage: [0xa4, 0x0a, 0, 0, 0, 0, ...LEN4, 0, C], supported: (lu) => lu.alua?.explicit === true, run: setTargetPortGroups,
+  },
+  {
     name: 'REPORT SUPPORTED OPERATION CODES', opcode: Op.MAINTENANCE_IN,
     serviceAction: ServiceAction.REPORT_SUPPORTED_OPERATION_CODES,
     usage: [0xa3, 0x0c, 0x87, 0xff, 0xff, 0xff, ...LBA4, 0, C], reservationExempt: true,
@@ -182,19 +222,19 @@ export const COMMANDS: readonly CommandDef[] = [
     usage: [0xa3, 0x0d, 0x80, 0, 0, 0, ...LBA4, 0, C], reservationExempt: true, run: reportSupportedTmfs,
   },
   {
-    name: 'READ(12)', opcode: Op.READ_12, usage: [0xa8, 0x18, ...LBA4, ...LBA4, 0x1f, C],
+    name: 'READ(12)', opcode: Op.READ_12, usage: [0xa8, 0xf8, ...LBA4, ...LBA4, 0x1f, C],
     medium: true, timeouts: IO_T, run: read(12),
   },
   {
-    name: 'WRITE(12)', opcode: Op.WRITE_12, usage: [0xaa, 0x18, ...LBA4, ...LBA4, 0x1f, C],
+    name: 'WRITE(12)', opcode: Op.WRITE_12, usage: [0xaa, 0xf8, ...LBA4, ...LBA4, 0x1f, C],
     medium: true, write: true, timeouts: IO_T, run: write(12),
   },
   {
-    name: 'WRITE AND VERIFY(12)', opcode: Op.WRITE_AND_VERIFY_12, usage: [0xae, 0x12, ...LBA4, ...LBA4, 0x1f, C],
+    name: 'WRITE AND VERIFY(12)', opcode: Op.WRITE_AND_VERIFY_12, usage: [0xae, 0xf2, ...LBA4, ...LBA4, 0x1f, C],
     medium: true, write: true, timeouts: IO_T, run: writeAndVerify(12),
   },
   {
-    name: 'VERIFY(12)', opcode: Op.VERIFY_12, usage: [0xaf, 0x16, ...LBA4, ...LBA4, 0x1f, C],
+    name: 'VERIFY(12)', opcode: Op.VERIFY_12, usage: [0xaf, 0xf6, ...LBA4, ...LBA4, 0x1f, C],
     medium: true, timeouts: IO_T, run: verify(12),
   },
   { name: 'READ DEFECT DATA(12)', opcode: Op.READ_DEFECT_DATA_12, usage: [0xb7, 0x1f, ...LBA4, ...LBA4, 0, C], run: readDefectData12 },

@@ -18,7 +18,9 @@ import {
 } from './sense';
 import type { CommandContext, CommandDef } from './command';
 import { lookupCommand } from './commands';
+import { queueUa } from './unit-attention';
 import { persistentReservationConflict } from './spc/persistent-reservations';
+import { aluaCheck, type AluaGroups } from './spc/alua';
 import { MAX_TRANSFER_BYTES, MAX_UNMAP_BLOCKS, MAX_WRITE_SAME_BLOCKS } from './limits';
 
 export interface LogicalUnitOptions {
@@ -34,6 +36,15 @@ export interface LogicalUnitOptions {
   writeCache?: boolean;
   removable?: boolean;
   thinProvisioning?: boolean;
+  /** Physical block size in bytes, a power-of-two multiple of blockSize (READ CAPACITY(16) LBPPBE). */
+  physicalBlockSize?: number;
+  /**
+   * T10 protection information (SBC-3 §4.22). Present: the unit supports PI (INQUIRY
+   * PROTECT, FORMAT UNIT FMTPINFO) and starts formatted with `type`; needs `backstore.pi`.
+   */
+  protection?: { type: 0 | 1 | 3 };
+  /** SANITIZE pace in bytes per second (sbc/sanitize.ts). Default 32 MiB/s. */
+  sanitizeRate?: number;
 }
 
 export interface ResolvedLogicalUnitOptions {
@@ -48,10 +59,20 @@ export interface ResolvedLogicalUnitOptions {
   readonly writeCache: boolean;
   readonly removable: boolean;
   readonly thinProvisioning: boolean;
+  readonly physicalBlockSize: number;
+  /** The unit supports protection information (FORMAT UNIT may switch its type). */
+  readonly protectionCapable: boolean;
+  readonly sanitizeRate: number;
 }
 
 const BLOCK_SIZES = [512, 1024, 2048, 4096];
 const PRODUCT_BY_KIND: Record<string, string> = { ram: 'RAMDISK', file: 'FILEIO', block: 'BLOCKIO' };
+
+/** See LogicalUnit.condition. */
+export interface UnitCondition {
+  gate(def: CommandDef | undefined): SenseSpec | undefined;
+  requestSense(): SenseSpec | undefined;
+}
 
 /** Unit attention queued for one I_T nexus. */
 interface NexusState {
@@ -121,6 +142,16 @@ class AbortedError extends Error {
 
 /** The fabric could not deliver data-out (protocol error, connection trouble). */
 class DataOutError extends Error {}
+
+/** SBC-3 §5.16.2: LOGICAL BLOCKS PER PHYSICAL BLOCK is 2^LBPPBE, at most 2^15. */
+function physicalBlockSizeOf(physical: number | undefined, logical: number): number {
+  if (physical === undefined) return logical;
+  const ratio = physical / logical;
+  if (!Number.isInteger(ratio) || ratio < 1 || ratio > 0x8000 || (ratio & (ratio - 1)) !== 0) {
+    throw new RangeError(`physicalBlockSize must be blockSize (${logical}) times a power of two, got ${physical}`);
+  }
+  return physical;
+}
 
 function deriveSerial(name: string): string {
   return createHash('sha256').update(`lunbox:${name}`).digest('hex').slice(0, 16);
@@ -195,6 +226,22 @@ export class LogicalUnit {
   mediumLoaded = true;
   /** SPC-2 RESERVE(6)/(10) holder (nexus id). */
   reservationHolder: string | undefined;
+  /** SPC-4 §5.15 target port groups, bound by the first TargetPort that carries them (spc/alua.ts). */
+  alua: AluaGroups | undefined;
+  // Control mode page task set fields (SPC-4 §7.5.8), changeable by MODE SELECT.
+  /** TAS: tasks aborted by another nexus's action end with TASK ABORTED (default 1, like LIO). */
+  taskAbortedStatus = true;
+  /** QERR: 0 tasks unaffected by a CHECK CONDITION; 1 all others aborted; 3 the nexus's others aborted. */
+  qerr: 0 | 1 | 3 = 0;
+  /** UA_INTLCK_CTRL: 0 a reported UA is cleared; 2 kept until REQUEST SENSE; 3 as 2 plus PREVIOUS ... STATUS UAs. */
+  uaInterlock: 0 | 2 | 3 = 0;
+  /** SBC-3 §4.22 protection type the medium is formatted with (0: none); FORMAT UNIT changes it. */
+  protectionType: 0 | 1 | 3 = 0;
+  /**
+   * A unit-wide condition that gates commands (SANITIZE in progress or failed, SBC-3
+   * §4.11): `gate` gives the sense a command ends with, `requestSense` what REQUEST SENSE reports.
+   */
+  condition: UnitCondition | undefined;
 
   private readonly nexuses = new Map<string, NexusState>();
   private readonly tasks: Task[] = [];
@@ -219,7 +266,17 @@ export class LogicalUnit {
       writeCache: opts.writeCache ?? bs.volatileCache,
       removable: opts.removable ?? false,
       thinProvisioning: opts.thinProvisioning ?? bs.canUnmap,
+      physicalBlockSize: physicalBlockSizeOf(opts.physicalBlockSize, blockSize),
+      protectionCapable: opts.protection !== undefined,
+      sanitizeRate: opts.sanitizeRate ?? 32 * 1024 * 1024,
     };
+    if (opts.protection !== undefined) {
+      if (![0, 1, 3].includes(opts.protection.type)) {
+        throw new RangeError(`protection type must be 0, 1 or 3, got ${String(opts.protection.type)}`);
+      }
+      if (!bs.pi) throw new RangeError(`protection information needs a backstore opened with a PI store (${bs.name})`);
+      this.protectionType = opts.protection.type;
+    }
     this.backstore = bs;
     this.blockSize = blockSize;
     this.writeCacheEnabled = this.options.writeCache;
@@ -266,16 +323,9 @@ export class LogicalUnit {
     return s;
   }
 
-  /** Queue a unit attention for one nexus (duplicates dropped, reset family replaces older ones). */
+  /** Queue a unit attention for one nexus, by precedence (unit-attention.ts). */
   raiseUa(nexusId: string, asc: AscCode): void {
-    const s = this.nexusState(nexusId);
-    if (asc >> 8 === 0x29) {
-      // SAM-5 §5.14: the reset family outranks everything queued before it.
-      s.uas.length = 0;
-      s.uas.push(asc);
-      return;
-    }
-    if (!s.uas.includes(asc)) s.uas.push(asc);
+    queueUa(this.nexusState(nexusId).uas, asc);
   }
 
   /** Queue a unit attention for every nexus that has talked to this unit (except `except`). */
@@ -283,9 +333,18 @@ export class LogicalUnit {
     for (const id of this.nexuses.keys()) if (id !== except) this.raiseUa(id, asc);
   }
 
-  /** Take (and clear) the oldest unit attention for a nexus. */
+  /** Take (and clear) the unit attention to report next for a nexus. */
   takeUa(nexusId: string): AscCode | undefined {
     return this.nexusState(nexusId).uas.shift();
+  }
+
+  /**
+   * The unit attention a CHECK CONDITION reports: cleared by the report when UA_INTLCK_CTRL
+   * is 00b, left queued for REQUEST SENSE when 10b/11b (SPC-4 §7.5.8).
+   */
+  reportUa(nexusId: string): AscCode | undefined {
+    const q = this.nexusState(nexusId).uas;
+    return this.uaInterlock === 0 ? q.shift() : q[0];
   }
 
   /** Drop a specific pending unit attention (REPORT LUNS clears 3Fh/0Eh). */
@@ -362,7 +421,8 @@ export class LogicalUnit {
     if (all) {
       // SPC-4 §7.5.8 (TAS=0): other initiators learn of their lost tasks by unit attention.
       const others = new Set(hit.filter((t) => t.nexusId !== nexusId).map((t) => t.nexusId));
-      for (const id of others) this.raiseUa(id, Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR);
+      // TAS=1: they get TASK ABORTED status instead, and no unit attention.
+      if (!this.taskAbortedStatus) for (const id of others) this.raiseUa(id, Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR);
     }
     return hit;
   }
@@ -409,10 +469,17 @@ export class LogicalUnit {
     const opcode = cdb[0] ?? 0;
     const def = lookupCommand(opcode, cdb);
 
+    // SBC-3 §4.11.2: during a sanitize operation commands end NOT READY, SANITIZE IN
+    // PROGRESS. Checked before unit attentions, which stay queued until it ends.
+    if (this.condition !== undefined) {
+      const s = this.condition.gate(def === 'bad-sa' ? undefined : def);
+      if (s) return Promise.resolve(this.senseResult(s));
+    }
+
     // SAM-5 §5.14: a pending unit attention terminates any command but the exempt ones.
     const exempt = def !== undefined && def !== 'bad-sa' && def.uaExempt === true;
     if (!exempt) {
-      const ua = this.takeUa(cmd.nexus.id);
+      const ua = this.reportUa(cmd.nexus.id);
       if (ua !== undefined) return Promise.resolve(this.senseResult({ key: SenseKey.UNIT_ATTENTION, asc: ua }));
     } else {
       this.nexusState(cmd.nexus.id);
@@ -437,7 +504,9 @@ export class LogicalUnit {
         if (answered) return;
         answered = true;
         task.onAbort = null;
-        resolve(task.aborted || cmd.aborted ? ABORTED : r);
+        const out = task.aborted || cmd.aborted ? ABORTED : r;
+        if (out.status === Status.CHECK_CONDITION || out.status === Status.RESERVATION_CONFLICT) this.afterFailure(task, out);
+        resolve(out);
       };
       task.onAbort = () => answer(ABORTED);
       const run = (): void => {
@@ -473,6 +542,25 @@ export class LogicalUnit {
     });
   }
 
+  /**
+   * SPC-4 §7.5.8: QERR 01b aborts every other task of the task set when a task ends in
+   * CHECK CONDITION, 11b those of the same I_T nexus; UA_INTLCK_CTRL 11b leaves PREVIOUS
+   * RESERVATION CONFLICT STATUS behind a RESERVATION CONFLICT.
+   */
+  private afterFailure(task: Task, r: ScsiResult): void {
+    if (r.status === Status.RESERVATION_CONFLICT) {
+      if (this.uaInterlock === 3) this.raiseUa(task.nexusId, Asc.PREVIOUS_RESERVATION_CONFLICT_STATUS);
+      return;
+    }
+    if (this.qerr === 0) return;
+    const hit = this.abortWhere((t) => t !== task && (this.qerr === 1 || t.nexusId === task.nexusId));
+    if (!this.taskAbortedStatus) {
+      for (const id of new Set(hit.map((t) => t.nexusId))) {
+        if (id !== task.nexusId) this.raiseUa(id, Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR);
+      }
+    }
+  }
+
   /** A handler threw or rejected: TASK ABORTED, DATA PHASE ERROR or INTERNAL TARGET FAILURE. */
   private failure(e: unknown, def: CommandDef, task: Task): ScsiResult {
     if (e instanceof AbortedError || task.aborted) return ABORTED;
@@ -492,6 +580,11 @@ export class LogicalUnit {
     // SPC-4 §4.2.5.2: reserved bits set → INVALID FIELD IN CDB, pointing at the first bad bit.
     const bad = checkReservedBits(cdb, def.usage);
     if (bad) return this.senseResult(bad);
+    // SPC-4 §5.15.2.4: the access state of the nexus's target port group gates the command.
+    if (this.alua !== undefined) {
+      const notReady = aluaCheck(this.alua, cmd.nexus.relativeTargetPortId, def);
+      if (notReady) return this.senseResult(notReady);
+    }
 
     // SPC-2 §5.5.1: another nexus holds the reservation.
     if (this.reservationHolder !== undefined && this.reservationHolder !== cmd.nexus.id && !def.reservationExempt) {

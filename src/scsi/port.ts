@@ -16,6 +16,9 @@ import { Op } from './cdb';
 import { unmappedInquiry } from './spc/inquiry';
 import { reportLuns } from './spc/report-luns';
 import { checkReservedBits, type LogicalUnit } from './logical-unit';
+import type { AluaGroups } from './spc/alua';
+import { setNexusScope } from './nexus-scope';
+import { discardCopyResults } from './spc/extended-copy';
 
 export interface LunMapEntry {
   readonly lun: number;
@@ -26,6 +29,11 @@ export interface LunMapEntry {
 export interface TargetPortOptions {
   /** The LUNs a nexus may reach; consulted per command (the caller caches). */
   lunMap: (nexus: Nexus) => readonly LunMapEntry[];
+  /**
+   * SPC-4 §5.15 target port groups of the target device. One object shared by every
+   * TargetPort exporting the same units (spc/alua.ts); absent: TPGS 00b, no ALUA.
+   */
+  alua?: AluaGroups;
 }
 
 const REPORT_LUNS_USAGE = [0xa0, 0, 0xff, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0x07];
@@ -38,9 +46,11 @@ export class TargetPort implements ScsiPort {
   private readonly lunMap: (nexus: Nexus) => readonly LunMapEntry[];
   /** Nexuses that have sent anything, for LUN-map-changed and target reset UAs. */
   private readonly nexuses = new Map<string, Nexus>();
+  private readonly alua: AluaGroups | undefined;
 
   constructor(opts: TargetPortOptions) {
     this.lunMap = opts.lunMap;
+    this.alua = opts.alua;
   }
 
   private find(nexus: Nexus, lun: number): LunMapEntry | undefined {
@@ -52,11 +62,18 @@ export class TargetPort implements ScsiPort {
   execute(cmd: ScsiCommand): Promise<ScsiResult> {
     try {
       const id = cmd.nexus.id;
-      if (this.nexuses.get(id) !== cmd.nexus) this.nexuses.set(id, cmd.nexus);
+      if (this.nexuses.get(id) !== cmd.nexus) {
+        this.nexuses.set(id, cmd.nexus);
+        // EXTENDED COPY finds its copy targets among the units this nexus reaches.
+        setNexusScope(cmd.nexus, this.lunMap);
+      }
       const opcode = cmd.cdb[0] ?? 0;
       const entry = this.find(cmd.nexus, cmd.lun);
       if (opcode === Op.REPORT_LUNS) return Promise.resolve(this.reportLuns(cmd, entry));
-      if (entry) return entry.unit.execute(cmd, entry.readOnly === true);
+      if (entry) {
+        if (this.alua !== undefined && entry.unit.alua !== this.alua) this.alua.bind(entry.unit);
+        return entry.unit.execute(cmd, entry.readOnly === true);
+      }
       return Promise.resolve(this.unmapped(cmd));
     } catch (e) {
       process.stderr.write(`lunbox scsi: command failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
@@ -163,6 +180,7 @@ export class TargetPort implements ScsiPort {
   nexusLost(nexus: Nexus): void {
     this.nexuses.delete(nexus.id);
     for (const e of this.lunMap(nexus)) {
+      discardCopyResults(e.unit, nexus.id);
       e.unit.nexusReset(nexus.id, true).catch((err: unknown) => {
         process.stderr.write(`lunbox scsi: nexus loss cleanup failed: ${String(err)}\n`);
       });

@@ -57,6 +57,12 @@ export const Asc = {
   REPORTED_LUNS_DATA_HAS_CHANGED: 0x3f0e,
   INTERNAL_TARGET_FAILURE: 0x4400,
   DATA_PHASE_ERROR: 0x4b00,
+  LOGICAL_BLOCK_GUARD_CHECK_FAILED: 0x1001,
+  LOGICAL_BLOCK_APPLICATION_TAG_CHECK_FAILED: 0x1002,
+  LOGICAL_BLOCK_REFERENCE_TAG_CHECK_FAILED: 0x1003,
+  LUN_NOT_READY_SANITIZE_IN_PROGRESS: 0x041b,
+  PREVIOUS_RESERVATION_CONFLICT_STATUS: 0x2c0b,
+  SANITIZE_COMMAND_FAILED: 0x3103,
   MEDIUM_REMOVAL_PREVENTED: 0x5302,
 } as const;
 export type AscCode = (typeof Asc)[keyof typeof Asc] | number;
@@ -76,6 +82,8 @@ export interface SenseSpec {
   /** INFORMATION field (e.g. first miscompare offset, bad LBA). */
   readonly information?: bigint | number;
   readonly field?: FieldPointer;
+  /** SPC-4 §4.5.2.4.4 progress indication (0..65535 of 65536), for NOT READY in progress. */
+  readonly progress?: number;
 }
 
 export const FIXED_SENSE_LENGTH = 18;
@@ -83,6 +91,13 @@ export const FIXED_SENSE_LENGTH = 18;
 const SKSV = 0x80;
 const CD = 0x40;
 const BPV = 0x08;
+
+function sksOf(s: SenseSpec): [number, number, number] | undefined {
+  if (s.field) return senseKeySpecific(s.field);
+  if (s.progress === undefined) return undefined;
+  const p = Math.max(0, Math.min(0xffff, Math.floor(s.progress)));
+  return [SKSV, p >> 8, p & 0xff];
+}
 
 function senseKeySpecific(field: FieldPointer): [number, number, number] {
   let b0 = SKSV | (field.cdb ? CD : 0);
@@ -106,8 +121,9 @@ export function encodeFixedSense(s: SenseSpec): Buffer {
   b[7] = FIXED_SENSE_LENGTH - 8;
   b[12] = (s.asc >> 8) & 0xff;
   b[13] = s.asc & 0xff;
-  if (s.field) {
-    const [x, y, z] = senseKeySpecific(s.field);
+  const sks = sksOf(s);
+  if (sks) {
+    const [x, y, z] = sks;
     b[15] = x;
     b[16] = y;
     b[17] = z;
@@ -117,7 +133,8 @@ export function encodeFixedSense(s: SenseSpec): Buffer {
 
 /** SPC-4 §4.5.2 descriptor format sense data (response code 72h). */
 export function encodeDescriptorSense(s: SenseSpec): Buffer {
-  const len = 8 + (s.information !== undefined ? 12 : 0) + (s.field ? 8 : 0);
+  const sks = sksOf(s);
+  const len = 8 + (s.information !== undefined ? 12 : 0) + (sks ? 8 : 0);
   const b = Buffer.alloc(len);
   b[0] = 0x72;
   b[1] = s.key & 0x0f;
@@ -133,9 +150,9 @@ export function encodeDescriptorSense(s: SenseSpec): Buffer {
     b.writeBigUInt64BE(BigInt(s.information) & 0xffffffffffffffffn, o + 4);
     o += 12;
   }
-  if (s.field) {
+  if (sks) {
     // SPC-4 §4.5.2.3 sense key specific descriptor: type 02h, length 06h.
-    const [x, y, z] = senseKeySpecific(s.field);
+    const [x, y, z] = sks;
     b[o] = 0x02;
     b[o + 1] = 0x06;
     b[o + 4] = x;

@@ -6,6 +6,7 @@ import { Asc, SenseKey, invalidCdb, lbaOutOfRange, type SenseSpec } from '../sen
 import type { CommandContext } from '../command';
 import { PULL_CHUNK } from '../limits';
 import { rangeLockOf } from './range-lock';
+import { generatePi, resetPi, writePi } from './pi';
 
 /** SBC-3 §4.5: LBA + blocks beyond the capacity → LOGICAL BLOCK ADDRESS OUT OF RANGE. */
 export function checkRange(ctx: CommandContext, lba: bigint, blocks: number): SenseSpec | undefined {
@@ -46,6 +47,12 @@ export async function writeMedium(ctx: CommandContext, data: Buffer, position: n
 export async function writeMediumLocked(ctx: CommandContext, data: Buffer, position: number, fua: boolean): Promise<void> {
   try {
     await ctx.lu.backstore.write(data, position, fua ? { fua: true } : {});
+    // SBC-3 §4.22: on a medium formatted with PI, writes without PI get generated tuples.
+    const type = ctx.lu.protectionType;
+    if (type !== 0) {
+      const lba = BigInt(position / ctx.lu.blockSize);
+      await writePi(ctx.lu.backstore, lba, generatePi(data, ctx.lu.blockSize, lba, type), fua ? FUA_WRITE : PLAIN_WRITE);
+    }
   } catch (e) {
     throw new MediumError({ key: SenseKey.MEDIUM_ERROR, asc: Asc.WRITE_ERROR }, e);
   }
@@ -133,6 +140,8 @@ export async function deallocate(ctx: CommandContext, position: number, length: 
     const release = await rangeLockOf(ctx.lu).acquire(position, length);
     try {
       await bs.unmap(position, length);
+      // SBC-3 §4.7.4.5: a deallocated block's PI reads as FFFF_FFFF_FFFF_FFFFh.
+      if (ctx.lu.protectionType !== 0) await resetPi(bs, BigInt(position / ctx.lu.blockSize), length / ctx.lu.blockSize);
     } catch (e) {
       throw new MediumError({ key: SenseKey.MEDIUM_ERROR, asc: Asc.WRITE_ERROR }, e);
     } finally {

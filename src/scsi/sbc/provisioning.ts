@@ -31,6 +31,14 @@ export function writeSame(len: 10 | 16): Handler {
       if (blocks === 0) return goodOut(0);
       if (blocks > ctx.lu.maxWriteSameBlocks) return ctx.fail(invalidCdb(lengthByte));
       const bsz = ctx.lu.blockSize;
+      // SBC-4 §5.49 NDOB (WRITE SAME(16) byte 1 bit 0): no Data-Out Buffer, the block is zeros.
+      if (len === 16 && ((cdb[1] ?? 0) & 0x01) !== 0) {
+        if (ctx.cmd.dataOutLength !== 0) return { ...ctx.fail(illegal(Asc.INVALID_FIELD_IN_CDB)), dataOutExpected: 0 };
+        const position = Number(lba) * bsz;
+        if (unmap && ctx.lu.thin) await deallocate(ctx, position, blocks * bsz);
+        else await writeRepeated(ctx, Buffer.alloc(bsz), position, blocks, !ctx.lu.writeCacheEnabled);
+        return goodOut(0);
+      }
       // The Data-Out Buffer is exactly one logical block.
       if (ctx.cmd.dataOutLength !== bsz) {
         return { ...ctx.fail(illegal(Asc.INVALID_FIELD_IN_CDB)), dataOutExpected: bsz };

@@ -1,8 +1,9 @@
 // READ / WRITE 6/10/12/16, VERIFY 10/12/16, WRITE AND VERIFY 10/12/16 (SBC-3 §5).
 //
 // Byte 1 of the 10/12/16-byte forms: RDPROTECT/WRPROTECT/VRPROTECT(7:5) DPO(4) FUA(3)
-// BYTCHK(2:1, VERIFY) / BYTCHK(1, WRITE AND VERIFY). Protection fields are not supported
-// (no PI): they are outside the usage masks, so a non-zero value is INVALID FIELD IN CDB.
+// BYTCHK(2:1, VERIFY) / BYTCHK(1, WRITE AND VERIFY). The protection fields are checked here
+// (INVALID FIELD IN CDB unless the medium is formatted with PI); a formatted medium goes
+// through protection.ts. The 6-byte forms have no field and act as 000b (SBC-3 §4.22.3).
 
 import type { ScsiResult } from '../types';
 import { Asc, SenseKey, invalidCdb } from '../sense';
@@ -10,6 +11,8 @@ import type { CommandContext, Handler } from '../command';
 import { decodeLbaRange } from '../cdb';
 import { PULL_CHUNK } from '../limits';
 import { checkRange, checkTransferLength, dataInBuffer, goodOut, guarded, readMedium, readResult, streamDataOut, writeMedium, writeResult } from './io';
+import { checkProtectField, protectField } from './pi';
+import { readProtected, verifyProtected, writeAndVerifyProtected, writeProtected } from './protection';
 
 /** Byte offset of the TRANSFER LENGTH field, for field pointers. */
 function lengthByte(len: number): number {
@@ -21,10 +24,13 @@ const FUA = 0x08;
 export function read(len: 6 | 10 | 12 | 16): Handler {
   return (ctx) => {
     const { lba, blocks } = decodeLbaRange(ctx.cmd.cdb, len);
-    const bad = checkRange(ctx, lba, blocks) ?? checkTransferLength(ctx, blocks, lengthByte(len));
+    const rdprotect = len === 6 ? 0 : protectField(ctx.cmd.cdb);
+    const type = ctx.lu.protectionType;
+    const bad = checkProtectField(type, rdprotect) ?? checkRange(ctx, lba, blocks) ?? checkTransferLength(ctx, blocks, lengthByte(len));
     if (bad) return ctx.fail(bad);
     // SBC-3 §5.11: a TRANSFER LENGTH of zero transfers nothing and is not an error.
     if (blocks === 0) return ctx.good();
+    if (type !== 0) return readProtected(ctx, lba, blocks, rdprotect);
     const bsz = ctx.lu.blockSize;
     // One buffer, read straight into it: the fabric sends it without copying.
     return readResult(ctx, dataInBuffer(blocks * bsz), Number(lba) * bsz);
@@ -35,13 +41,16 @@ export function write(len: 6 | 10 | 12 | 16): Handler {
   return (ctx) => {
     const cdb = ctx.cmd.cdb;
     const { lba, blocks } = decodeLbaRange(cdb, len);
-    const bad = checkRange(ctx, lba, blocks) ?? checkTransferLength(ctx, blocks, lengthByte(len));
+    const wrprotect = len === 6 ? 0 : protectField(cdb);
+    const type = ctx.lu.protectionType;
+    const bad = checkProtectField(type, wrprotect) ?? checkRange(ctx, lba, blocks) ?? checkTransferLength(ctx, blocks, lengthByte(len));
     if (bad) return ctx.fail(bad);
     const bsz = ctx.lu.blockSize;
     const expected = blocks * bsz;
     if (blocks === 0) return goodOut(0);
     // SBC-3 §5.40: FUA, or a disabled write cache (WCE=0), makes every write durable.
     const fua = (len !== 6 && ((cdb[1] ?? 0) & FUA) !== 0) || !ctx.lu.writeCacheEnabled;
+    if (type !== 0) return writeProtected(ctx, lba, blocks, wrprotect, fua);
     const base = Number(lba) * bsz;
     if (expected <= PULL_CHUNK) {
       // One pull, one backstore write (what streamDataOut does for a single chunk).
@@ -80,13 +89,16 @@ export function verify(len: 10 | 12 | 16): Handler {
       const cdb = ctx.cmd.cdb;
       const { lba, blocks } = decodeLbaRange(cdb, len);
       const bytchk = ((cdb[1] ?? 0) >> 1) & 0x03;
+      const vrprotect = protectField(cdb);
+      const type = ctx.lu.protectionType;
       // SBC-3 §5.31 table: BYTCHK 10b is reserved.
       if (bytchk === 2) return ctx.fail(invalidCdb(1, 2));
-      const bad = checkRange(ctx, lba, blocks) ?? checkTransferLength(ctx, blocks, lengthByte(len));
+      const bad = checkProtectField(type, vrprotect) ?? checkRange(ctx, lba, blocks) ?? checkTransferLength(ctx, blocks, lengthByte(len));
       if (bad) return ctx.fail(bad);
       const bsz = ctx.lu.blockSize;
       const base = Number(lba) * bsz;
       if (blocks === 0) return goodOut(0);
+      if (type !== 0) return verifyProtected(ctx, lba, blocks, vrprotect, bytchk);
       if (bytchk === 0) {
         // Medium verification: read the range back so unreadable blocks surface as MEDIUM ERROR.
         const scratch = Buffer.allocUnsafe(Math.min(PULL_CHUNK, blocks * bsz));
@@ -128,13 +140,16 @@ export function writeAndVerify(len: 10 | 12 | 16): Handler {
     guarded(ctx, async () => {
       const cdb = ctx.cmd.cdb;
       const { lba, blocks } = decodeLbaRange(cdb, len);
-      const bad = checkRange(ctx, lba, blocks) ?? checkTransferLength(ctx, blocks, lengthByte(len));
+      const wrprotect = protectField(cdb);
+      const type = ctx.lu.protectionType;
+      const bad = checkProtectField(type, wrprotect) ?? checkRange(ctx, lba, blocks) ?? checkTransferLength(ctx, blocks, lengthByte(len));
       if (bad) return ctx.fail(bad);
       const bsz = ctx.lu.blockSize;
       const expected = blocks * bsz;
       if (blocks === 0) return goodOut(0);
       const base = Number(lba) * bsz;
       const bytchk = ((cdb[1] ?? 0) & 0x02) !== 0;
+      if (type !== 0) return writeAndVerifyProtected(ctx, lba, blocks, wrprotect, bytchk);
       let mismatch = -1;
       const medium = Buffer.allocUnsafe(Math.min(PULL_CHUNK, expected));
       // SBC-3 §5.41: the data is written, then read back from the medium and checked.

@@ -30,6 +30,11 @@ export const readCapacity16: Handler = (ctx) => {
   out.writeBigUInt64BE(BigInt(Math.max(0, ctx.lu.blockCount - 1)), 0);
   out.writeUInt32BE(ctx.lu.blockSize, 8);
   if (ctx.lu.thin) out[14] = 0x80 | (ctx.lu.unmapReadsZero ? 0x40 : 0);
+  // LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT (13, bits 3:0).
+  out[13] = (out[13] ?? 0) | (Math.log2(ctx.lu.options.physicalBlockSize / ctx.lu.blockSize) & 0x0f);
+  // SBC-3 §5.16.2 P_TYPE(3:1) PROT_EN(0): type 1 is P_TYPE 000b, type 3 is 010b.
+  const pt = ctx.lu.protectionType;
+  if (pt !== 0) out[12] = ((pt - 1) << 1) | 0x01;
   return ctx.good(out, alloc);
 };
 

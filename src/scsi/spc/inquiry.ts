@@ -11,6 +11,8 @@ import { invalidCdb } from '../sense';
 import type { CommandContext, Handler } from '../command';
 import type { LogicalUnit } from '../logical-unit';
 import { MAX_COMPARE_AND_WRITE_BLOCKS, MAX_UNMAP_DESCRIPTORS } from '../limits';
+import { thirdPartyCopyVpd } from './third-party-copy';
+import { extendedInquiry } from './extended-inquiry';
 
 const STANDARD_LENGTH = 96;
 
@@ -40,6 +42,9 @@ export function standardInquiry(lu: LogicalUnit, nexus: Nexus): Buffer {
   b[3] = 0x10 | 0x02; // HISUP, response data format 2
   b[4] = STANDARD_LENGTH - 5;
   b[7] = 0x02; // CMDQUE: SIMPLE / ORDERED / HEAD OF QUEUE
+  // TPGS(5:4) from the target port groups (spc/alua.ts); 3PC(3): EXTENDED COPY.
+  b[5] = (b[5] ?? 0) | ((lu.alua?.tpgs ?? 0) << 4) | 0x08;
+  if (lu.options.protectionCapable) b[5] = (b[5] ?? 0) | 0x01; // PROTECT (SBC-3 §4.22)
   ascii(b, 8, 8, o.vendor);
   ascii(b, 16, 16, o.product);
   ascii(b, 32, 4, o.revision);
@@ -64,12 +69,14 @@ export const VPD = {
   SUPPORTED: 0x00,
   UNIT_SERIAL: 0x80,
   DEVICE_ID: 0x83,
+  EXTENDED_INQUIRY: 0x86,
+  THIRD_PARTY_COPY: 0x8f,
   BLOCK_LIMITS: 0xb0,
   BLOCK_CHARACTERISTICS: 0xb1,
   LOGICAL_BLOCK_PROVISIONING: 0xb2,
 } as const;
 
-const SUPPORTED_PAGES = [VPD.SUPPORTED, VPD.UNIT_SERIAL, VPD.DEVICE_ID, VPD.BLOCK_LIMITS, VPD.BLOCK_CHARACTERISTICS, VPD.LOGICAL_BLOCK_PROVISIONING];
+const SUPPORTED_PAGES = [VPD.SUPPORTED, VPD.UNIT_SERIAL, VPD.DEVICE_ID, VPD.EXTENDED_INQUIRY, VPD.THIRD_PARTY_COPY, VPD.BLOCK_LIMITS, VPD.BLOCK_CHARACTERISTICS, VPD.LOGICAL_BLOCK_PROVISIONING];
 
 function page(code: number, body: Buffer): Buffer {
   const b = Buffer.alloc(4 + body.length);
@@ -108,10 +115,14 @@ function deviceIdentification(lu: LogicalUnit, nexus: Nexus): Buffer {
   const nameLen = Math.min(252, (name.length + 4) & ~3);
   const nameBuf = Buffer.alloc(nameLen);
   name.copy(nameBuf, 0, 0, Math.min(name.length, nameLen - 1));
+  // Target port group (type 5, association 1): the ALUA group, or group 0 without ALUA.
+  const tpg = Buffer.alloc(4);
+  tpg.writeUInt16BE(lu.alua?.groupOf(nexus.relativeTargetPortId) ?? 0, 2);
   const parts = [
     designator(0x1, 0, 0x3, naa),
     designator(0x2, 0, 0x1, t10),
     designator(0x1, 1, 0x4, rel, nexus.protocolId),
+    designator(0x1, 1, 0x5, tpg, nexus.protocolId),
   ];
   if (nexus.targetPort.length > 0) parts.push(designator(0x3, 1, 0x8, nameBuf, nexus.protocolId));
   return Buffer.concat(parts);
@@ -131,13 +142,15 @@ function blockLimits(lu: LogicalUnit): Buffer {
   const b = Buffer.alloc(0x3c);
   b[0] = 0x00; // WSNZ=0: WRITE SAME with zero blocks writes to the end of the medium
   b[1] = MAX_COMPARE_AND_WRITE_BLOCKS;
-  b.writeUInt16BE(1, 2);
+  // OPTIMAL TRANSFER LENGTH GRANULARITY: one physical block (SBC-3 §6.6.4).
+  const perPhysical = lu.options.physicalBlockSize / lu.blockSize;
+  b.writeUInt16BE(perPhysical, 2);
   b.writeUInt32BE(lu.maxTransferBlocks, 4);
   b.writeUInt32BE(Math.min(lu.maxTransferBlocks, (128 * 1024) / lu.blockSize), 8);
   if (lu.thin) {
     b.writeUInt32BE(lu.maxUnmapBlocks, 16);
     b.writeUInt32BE(MAX_UNMAP_DESCRIPTORS, 20);
-    b.writeUInt32BE(1, 24);
+    b.writeUInt32BE(perPhysical, 24); // OPTIMAL UNMAP GRANULARITY
   }
   b.writeBigUInt64BE(BigInt(lu.maxWriteSameBlocks), 32);
   // WRITE ATOMIC(16) takes anything a WRITE takes; no alignment, granularity or boundaries.
@@ -145,10 +158,16 @@ function blockLimits(lu: LogicalUnit): Buffer {
   return b;
 }
 
-/** SBC-3 §6.6.2 Block Device Characteristics: MEDIUM ROTATION RATE 1 = non-rotating. */
-function blockCharacteristics(): Buffer {
+/**
+ * SBC-3 §6.6.2 Block Device Characteristics: 4..5 MEDIUM ROTATION RATE (1 = non-rotating),
+ * 7 WABEREQ(7:6) WACEREQ(5:4) NOMINAL FORM FACTOR(3:0).
+ */
+function blockCharacteristics(lu: LogicalUnit): Buffer {
   const b = Buffer.alloc(0x3c);
   b.writeUInt16BE(1, 0);
+  // WABEREQ 01b: after SANITIZE BLOCK ERASE (thin units only) reads succeed (zeros).
+  // WACEREQ 00b: CRYPTOGRAPHIC ERASE is not supported.
+  if (lu.thin) b[3] = 0x40;
   return b;
 }
 
@@ -173,10 +192,14 @@ export function vpdPage(lu: LogicalUnit, nexus: Nexus, code: number): Buffer | u
       return page(code, Buffer.from(lu.options.serial, 'latin1'));
     case VPD.DEVICE_ID:
       return page(code, deviceIdentification(lu, nexus));
+    case VPD.EXTENDED_INQUIRY:
+      return page(code, extendedInquiry(lu));
+    case VPD.THIRD_PARTY_COPY:
+      return page(code, thirdPartyCopyVpd());
     case VPD.BLOCK_LIMITS:
       return page(code, blockLimits(lu));
     case VPD.BLOCK_CHARACTERISTICS:
-      return page(code, blockCharacteristics());
+      return page(code, blockCharacteristics(lu));
     case VPD.LOGICAL_BLOCK_PROVISIONING:
       return page(code, provisioning(lu));
     default:

@@ -29,6 +29,9 @@ interface PageValues {
   wce: boolean;
   dsense: boolean;
   swp: boolean;
+  qerr: 0 | 1 | 3;
+  uaIntlck: 0 | 2 | 3;
+  tas: boolean;
 }
 
 /** Build one mode page for the given values; `changeable` yields the changeable-bits mask. */
@@ -51,18 +54,22 @@ function buildPage(code: number, v: PageValues, changeable: boolean): Buffer {
     }
     case ModePage.CONTROL: {
       // SPC-4 §7.5.8: 2 TST(7:5) TMF_ONLY DPICZ D_SENSE(2) GLTSD RLEC; 3 QUEUE ALGORITHM
-      // MODIFIER(7:4) NUAR QERR; 4 VS RAC UA_INTLCK_CTRL TAS(7)... SWP(3); 8..9 BUSY TIMEOUT PERIOD.
+      // MODIFIER(7:4) NUAR(3) QERR(2:1); 4 VS RAC UA_INTLCK_CTRL(5:4) SWP(3);
+      // 5 ATO(7) TAS(6) ATMPE RWWP AUTOLOAD MODE(2:0); 8..9 BUSY TIMEOUT PERIOD.
       const b = Buffer.alloc(12);
       b[0] = code;
       b[1] = 10;
       if (changeable) {
         b[2] = 0x04;
-        b[4] = 0x08;
+        b[3] = 0x06;
+        b[4] = 0x30 | 0x08;
+        b[5] = 0x40;
         return b;
       }
       b[2] = v.dsense ? 0x04 : 0;
-      b[3] = 0x10; // unrestricted reordering of SIMPLE tasks
-      b[4] = v.swp ? 0x08 : 0;
+      b[3] = 0x10 | (v.qerr << 1); // unrestricted reordering of SIMPLE tasks
+      b[4] = (v.uaIntlck << 4) | (v.swp ? 0x08 : 0);
+      b[5] = v.tas ? 0x40 : 0;
       b.writeUInt16BE(0xffff, 8); // busy timeout: unlimited
       return b;
     }
@@ -80,8 +87,15 @@ function buildPage(code: number, v: PageValues, changeable: boolean): Buffer {
 const PAGES = [ModePage.RW_ERROR_RECOVERY, ModePage.CACHING, ModePage.CONTROL, ModePage.INFORMATIONAL_EXCEPTIONS];
 
 function values(lu: LogicalUnit, pc: Pc): PageValues {
-  if (pc === PageControl.DEFAULT) return { wce: lu.options.writeCache, dsense: false, swp: false };
-  return { wce: lu.writeCacheEnabled, dsense: lu.descriptorSense, swp: lu.softwareWriteProtect };
+  if (pc === PageControl.DEFAULT) return { wce: lu.options.writeCache, dsense: false, swp: false, qerr: 0, uaIntlck: 0, tas: true };
+  return {
+    wce: lu.writeCacheEnabled,
+    dsense: lu.descriptorSense,
+    swp: lu.softwareWriteProtect,
+    qerr: lu.qerr,
+    uaIntlck: lu.uaInterlock,
+    tas: lu.taskAbortedStatus,
+  };
 }
 
 function modeSense(ten: boolean): Handler {
@@ -192,11 +206,24 @@ function modeSelect(ten: boolean): Handler {
       if (code === ModePage.CONTROL) {
         next.dsense = ((page[2] ?? 0) & 0x04) !== 0;
         next.swp = ((page[4] ?? 0) & 0x08) !== 0;
+        // QERR 10b and UA_INTLCK_CTRL 01b are reserved.
+        const qerr = ((page[3] ?? 0) >> 1) & 0x03;
+        if (qerr === 2) return fail(invalidParam(o + 3, 2));
+        const ui = ((page[4] ?? 0) >> 4) & 0x03;
+        if (ui === 1) return fail(invalidParam(o + 4, 5));
+        next.qerr = qerr as 0 | 1 | 3;
+        next.uaIntlck = ui as 0 | 2 | 3;
+        next.tas = ((page[5] ?? 0) & 0x40) !== 0;
       }
       o += plen;
     }
     const changed =
-      next.wce !== lu.writeCacheEnabled || next.dsense !== lu.descriptorSense || next.swp !== lu.softwareWriteProtect;
+      next.wce !== lu.writeCacheEnabled ||
+      next.dsense !== lu.descriptorSense ||
+      next.swp !== lu.softwareWriteProtect ||
+      next.qerr !== lu.qerr ||
+      next.uaIntlck !== lu.uaInterlock ||
+      next.tas !== lu.taskAbortedStatus;
     if (lu.writeCacheEnabled && !next.wce) {
       // Turning the write cache off: what it held must reach the medium now.
       try {
@@ -209,6 +236,9 @@ function modeSelect(ten: boolean): Handler {
     lu.writeCacheEnabled = next.wce;
     lu.descriptorSense = next.dsense;
     lu.softwareWriteProtect = next.swp;
+    lu.qerr = next.qerr;
+    lu.uaInterlock = next.uaIntlck;
+    lu.taskAbortedStatus = next.tas;
     // SPC-4 §7.5.1: other I_T nexuses learn of the change by MODE PARAMETERS CHANGED.
     if (changed) lu.raiseUaAll(Asc.MODE_PARAMETERS_CHANGED, ctx.cmd.nexus.id);
     return { ...ctx.good(), dataOutExpected: paramLen };
