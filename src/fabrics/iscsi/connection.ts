@@ -3,6 +3,11 @@
 // session.ts; data-out gathering in task.ts. Everything on the data path is synchronous
 // from PDU arrival to socket write. Outgoing PDUs are gathered per event-loop turn and
 // leave in one corked batch (one writev), so QD32 costs one syscall per batch, not per PDU.
+//
+// Error recovery (§7): at ERL 0 nothing sent is kept (`retention` is null). At ERL >= 1 sent
+// status and Data-In are kept until acknowledged (retention.ts) for SNACK, and digest errors
+// are recovered within the connection. At ERL 2 a failed connection's tasks wait in the
+// session (server.connectionFailed) for TASK REASSIGN on another connection.
 
 import type { Socket } from 'node:net';
 import type { ScsiResult, TaskManagementFunction, TmfResponse } from '../../scsi/types';
@@ -11,6 +16,7 @@ import { crc32cFinal, crc32cInit, crc32cUpdate, digestBytes } from './crc32c';
 import { FramingError, PduFramer, type FramerEvent } from './framer';
 import { LoginMachine, ISCSI_VERSION, type LoginContext } from './login';
 import { rfcDefaults, type Negotiated } from './negotiation';
+import { Retention, type SentTask, type TaskOutcome } from './retention';
 import {
   AsyncEvent,
   BHS_LENGTH,
@@ -36,7 +42,9 @@ import {
   encodeScsiResponse,
   encodeTextResponse,
   encodeTmfResponse,
+  Flag,
   padLength,
+  SnackType,
   type DataOut,
   type InitiatorPdu,
   type LoginRequest,
@@ -44,6 +52,7 @@ import {
   type NopOut,
   type ScsiCommandPdu,
   type SeqNumbers,
+  type SnackRequest,
   type TaskMgmtRequest,
   type TextRequest,
 } from './pdu';
@@ -60,13 +69,19 @@ export interface ConnectionOwner extends LoginContext {
   discoverable(initiatorName: string): readonly IscsiTargetDef[];
   /** Bind a finished login to a session (new, reinstated or joined); a number is a login status. */
   completeLogin(conn: Connection, login: LoginMachine): Session | { status: number; reason: string };
-  /** The connection is gone; end the session if it was the last one. */
+  /** The connection is gone; end the session if it was the last one and nothing waits for recovery. */
   connectionClosed(conn: Connection): void;
+  /** ERL 2 (§7.2.2): keep the connection's tasks for TASK REASSIGN until Time2Retain runs out. */
+  connectionFailed(conn: Connection): void;
+  /** Drop what a failed connection left for recovery (its tasks end now). */
+  discardFailed(session: Session, cid: number): void;
   /** End a session (logout): abort tasks, tell the core the nexus is gone. */
   endSession(session: Session, reason: string): void;
   /** TARGET COLD RESET (§11.5.1): drop every connection to this target. */
   coldReset(target: IscsiTargetDef): void;
 }
+
+const EMPTY = Buffer.alloc(0);
 
 /** Write high-water mark: stop reading new PDUs until the socket drains. */
 const WRITE_HIGH_WATER = 16 * 1024 * 1024;
@@ -154,6 +169,12 @@ export class Connection implements TaskHost, SessionConnection {
   private pingDeadline: NodeJS.Timeout | null = null;
   private logoutTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  /** ERL >= 1: sent PDUs kept for SNACK and reassignment; null at ERL 0 (nothing kept). */
+  retention: Retention | null = null;
+  /** ERL 2: on failure, keep this connection's tasks for reassignment (§7.2.2). */
+  private recoverable = true;
+  /** The target dropped this connection (protocol error), not the initiator. */
+  droppedByTarget = false;
   /** PDUs (header, data, pad, digest buffers) waiting for the end-of-turn flush. */
   private out: Buffer[] = [];
   private outBytes = 0;
@@ -187,28 +208,34 @@ export class Connection implements TaskHost, SessionConnection {
       for (let ev = this.framer.next(); ev !== null && !this.closed; ev = this.framer.next()) this.onEvent(ev);
     } catch (e) {
       if (e instanceof FramingError || e instanceof TaskError || e instanceof PduError || e instanceof TextError) {
-        this.destroy(`${e.code}: ${e.message}`);
+        this.fail(`${e.code}: ${e.message}`);
       } else {
         this.log('error', `internal error: ${(e as Error).stack ?? String(e)}`);
-        this.destroy('internal error');
+        this.fail('internal error');
       }
     }
     if (this.socket.writableLength + this.outBytes > WRITE_HIGH_WATER) this.socket.pause();
   }
 
   private onEvent(ev: FramerEvent): void {
+    if (ev.type === 'header-digest-error') {
+      // §7.8 (ERL >= 1): discard silently; the initiator recovers with SNACK or a retry.
+      this.log('debug', 'header digest error: PDU discarded');
+      return;
+    }
     if (ev.type === 'oversized') {
       // §7.? limits: a data segment over our MaxRecvDataSegmentLength is a protocol error.
       const op = ev.bhs[0]! & 0x3f;
       this.reject(RejectReason.PROTOCOL_ERROR, ev.bhs);
-      if (this.state !== 'full-feature' || op === Opcode.SCSI_COMMAND || op === Opcode.DATA_OUT) this.destroy(`data segment of ${ev.dataLength} bytes over the limit`);
+      if (this.state !== 'full-feature' || op === Opcode.SCSI_COMMAND || op === Opcode.DATA_OUT) this.fail(`data segment of ${ev.dataLength} bytes over the limit`);
       return;
     }
     if (ev.type === 'data-digest-error') {
-      // §7.8: at ERL 0 a bad Data-Out or immediate data fails the task; we drop the connection.
       const op = ev.bhs[0]! & 0x3f;
       this.reject(RejectReason.DATA_DIGEST_ERROR, ev.bhs);
-      if (op === Opcode.SCSI_COMMAND || op === Opcode.DATA_OUT || this.state !== 'full-feature') this.destroy('data digest error');
+      if (this.retention !== null && this.state === 'full-feature') return this.onDataDigestError(ev.bhs);
+      // §7.8: at ERL 0 a bad Data-Out or immediate data fails the task; we drop the connection.
+      if (op === Opcode.SCSI_COMMAND || op === Opcode.DATA_OUT || this.state !== 'full-feature') this.fail('data digest error');
       return;
     }
     let pdu: InitiatorPdu;
@@ -220,6 +247,9 @@ export class Connection implements TaskHost, SessionConnection {
       this.reject(e.reason, ev.bhs);
       return;
     }
+    const ret = this.retention;
+    // §4.2.2.2: ExpStatSN acknowledges every status below it.
+    if (ret !== null && pdu.kind !== 'login') ret.acknowledge(pdu.expStatSN);
     const discovery = this.session?.discovery ?? false;
     if (!accepts(this.state, pdu.kind, discovery)) {
       if (this.state === 'free' || this.state === 'login') return this.destroy(`${pdu.kind} PDU before login completed`);
@@ -242,9 +272,116 @@ export class Connection implements TaskHost, SessionConnection {
       case 'logout':
         return this.ordered(pdu.cmdSN, pdu.immediate, () => void this.onLogout(pdu));
       case 'snack':
-        // §11.16: SNACK needs ERL >= 1; we negotiate 0.
-        return this.reject(RejectReason.SNACK_REJECT, ev.bhs);
+        // §11.16: SNACK needs ERL >= 1.
+        if (ret === null) return this.reject(RejectReason.SNACK_REJECT, ev.bhs);
+        return this.onSnack(pdu, ev.bhs);
     }
+  }
+
+  /**
+   * §7.8 at ERL >= 1, after the Reject: a damaged Data-Out becomes a hole that a recovery R2T
+   * asks for again; a damaged command (immediate data) is discarded without consuming its
+   * CmdSN, so the initiator's retry fills the slot; other PDUs need nothing more.
+   */
+  private onDataDigestError(bhs: Buffer): void {
+    let pdu: InitiatorPdu;
+    try {
+      pdu = decodeBhs(bhs);
+    } catch (e) {
+      if (e instanceof PduError) return;
+      throw e;
+    }
+    if (pdu.kind !== 'data-out') return;
+    const task = this.session!.tasks.get(pdu.itt);
+    if (task === undefined || task.finished || task.host !== this) return;
+    try {
+      task.dataLost(pdu);
+    } catch (e) {
+      if (!(e instanceof TaskError)) throw e;
+      this.fail(`${e.code}: ${e.message}`);
+    }
+  }
+
+  // ------------------------------------------------------------------ SNACK (ERL >= 1)
+
+  private onSnack(pdu: SnackRequest, bhs: Buffer): void {
+    const ret = this.retention!;
+    switch (pdu.type) {
+      case SnackType.STATUS: {
+        // §11.16.1: resend responses with StatSN in [BegRun, BegRun+RunLength), 0 = all.
+        const run = ret.statusRun(pdu.begRun, pdu.runLength);
+        if (run === null || run.length === 0) return this.reject(RejectReason.PROTOCOL_ERROR, bhs);
+        for (const st of run) this.resendStatus(st.bhs, st.data);
+        return;
+      }
+      case SnackType.DATA_ACK:
+        if (!ret.dataAck(pdu.ttt, pdu.begRun)) this.reject(RejectReason.INVALID_DATA_ACK, bhs);
+        return;
+      case SnackType.DATA_R2T: {
+        const t = this.session!.tasks.get(pdu.itt);
+        if (t !== undefined && !t.finished && t.host === this) {
+          // A write in progress: the initiator missed R2Ts (R2TSN run).
+          if (!t.resendR2ts(pdu.begRun, pdu.runLength)) this.reject(RejectReason.PROTOCOL_ERROR, bhs);
+          return;
+        }
+        const e = ret.byItt.get(pdu.itt);
+        const end = e === undefined ? 0 : pdu.runLength === 0 ? e.offsets.length : pdu.begRun + pdu.runLength;
+        if (e === undefined || pdu.begRun < e.ackedDataSN || pdu.begRun >= end || end > e.offsets.length) return this.reject(RejectReason.PROTOCOL_ERROR, bhs);
+        for (let n = pdu.begRun; n < end; n++) this.resendDataIn(e, n);
+        return;
+      }
+      case SnackType.R_DATA: {
+        // §11.16.3: resend everything unacknowledged, resegmented for the current
+        // MaxRecvDataSegmentLength; the status follows in a SCSI Response with the SNACK Tag.
+        const e = ret.byItt.get(pdu.itt);
+        if (e === undefined) return this.reject(RejectReason.PROTOCOL_ERROR, bhs);
+        const from = Math.max(e.ackedDataSN, Math.min(pdu.begRun, e.offsets.length));
+        const off = e.offsets[from] ?? e.data.length;
+        e.offsets.length = from;
+        e.flags.length = from;
+        this.transmit(e, off, from, false, e.statSN, pdu.ttt, e);
+        return;
+      }
+      default:
+        return this.reject(RejectReason.PROTOCOL_ERROR, bhs);
+    }
+  }
+
+  /** A kept response again, same StatSN, current ExpCmdSN/MaxCmdSN (§11.16.1 Status SNACK). */
+  private resendStatus(bhs: Buffer, data: Buffer | undefined): void {
+    const b = Buffer.from(bhs);
+    const s = this.session!;
+    b.writeUInt32BE(s.cmdsn.expCmdSN, 28);
+    b.writeUInt32BE(s.cmdsn.maxCmdSN, 32);
+    this.writePdu(b, data);
+  }
+
+  /** Data-In PDU `n` of a completed task, as first sent (§11.16.1 Data SNACK). */
+  private resendDataIn(e: SentTask, n: number): void {
+    const off = e.offsets[n]!;
+    const end = e.offsets[n + 1] ?? e.data.length;
+    const fl = e.flags[n]!;
+    const sn = this.seq(false);
+    const ack = (fl & Flag.A) !== 0;
+    const hdr = encodeDataIn({
+      itt: e.itt,
+      lun: e.lun,
+      final: (fl & Flag.F) !== 0,
+      statusPresent: (fl & Flag.S) !== 0,
+      status: e.status,
+      overflow: e.overflow,
+      underflow: e.underflow,
+      residualCount: e.residual,
+      statSN: e.statSN,
+      expCmdSN: sn.expCmdSN,
+      maxCmdSN: sn.maxCmdSN,
+      dataSN: n,
+      bufferOffset: off,
+      dataSegmentLength: end - off,
+      ack,
+      ttt: ack ? e.ttt : RESERVED_TAG,
+    });
+    this.writePdu(hdr, e.data.subarray(off, end));
   }
 
   private ordered(cmdSN: number, immediate: boolean, run: () => void): void {
@@ -302,6 +439,14 @@ export class Connection implements TaskHost, SessionConnection {
 
   private send(bhs: Buffer, data?: Buffer): void {
     this.writePdu(bhs, data);
+    const ret = this.retention;
+    if (ret !== null) {
+      // Keep what advanced StatSN (not R2Ts, not our NOP-In pings) for Status SNACK.
+      const op = bhs[0]! & 0x3f;
+      if (op !== Opcode.R2T && op !== Opcode.DATA_IN && !(op === Opcode.NOP_IN && bhs.readUInt32BE(16) === RESERVED_TAG)) {
+        ret.keepStatus({ statSN: bhs.readUInt32BE(24), bhs, data });
+      }
+    }
   }
 
   /** Write the queued PDUs: one write, or one corked writev for several buffers. */
@@ -379,9 +524,14 @@ export class Connection implements TaskHost, SessionConnection {
     this.headerDigest = this.framer.headerDigest = neg.headerDigest;
     this.dataDigest = this.framer.dataDigest = neg.dataDigest;
     this.framer.maxDataSegmentLength = this.login.declaredMrdsl ? this.login.params.maxRecvDataSegmentLength : 8192;
+    if (!bound.discovery && bound.negotiated.errorRecoveryLevel >= 1) {
+      // §7.1.4: ERL >= 1 keeps sent PDUs until acknowledged and survives digest errors.
+      this.retention = new Retention();
+      this.framer.headerDigestRecovery = true;
+    }
     const n = this.negotiated;
     const digests = `HeaderDigest=${n.headerDigest ? 'CRC32C' : 'None'} DataDigest=${n.dataDigest ? 'CRC32C' : 'None'}`;
-    this.log('info', `login ${this.login.sessionType} ${this.login.initiatorName} isid 0x${bound.isidHex} tsih ${bound.tsih}${bound.target ? ' → ' + bound.target.iqn : ''} (${digests})`);
+    this.log('info', `login ${this.login.sessionType} ${this.login.initiatorName} isid 0x${bound.isidHex} tsih ${bound.tsih} cid ${this.cid}${bound.target ? ' → ' + bound.target.iqn : ''} (${digests} ERL=${n.errorRecoveryLevel})`);
     this.startPings();
   }
 
@@ -418,7 +568,7 @@ export class Connection implements TaskHost, SessionConnection {
       this.pingTtt = this.allocTtt();
       // §11.19: ITT 0xffffffff, StatSN not advanced; the initiator answers with our TTT.
       this.send(encodeNopIn({ ...this.seq(false), itt: RESERVED_TAG, ttt: this.pingTtt, lun: 0, dataSegmentLength: 0 }));
-      this.pingDeadline = setTimeout(() => this.destroy('NOP-In ping not answered'), this.login.params.nopInTimeout * 1000);
+      this.pingDeadline = setTimeout(() => this.fail('NOP-In ping not answered'), this.login.params.nopInTimeout * 1000);
       this.pingDeadline.unref();
     }, Math.min(interval, 5) * 1000);
     this.pingTimer.unref();
@@ -448,6 +598,10 @@ export class Connection implements TaskHost, SessionConnection {
   private onScsiCommand(pdu: ScsiCommandPdu, ahs: Buffer, data: readonly Buffer[], bhs: Buffer): void {
     const s = this.session!;
     if (!s.cmdsn.acceptable(pdu.cmdSN, pdu.immediate)) {
+      // §7.2.1 (ERL >= 1): a retried command whose status we kept gets that status again.
+      const e = this.retention?.byItt.get(pdu.itt);
+      const st = e === undefined ? undefined : this.retention!.byStatSN.get(e.statSN);
+      if (st !== undefined) return this.resendStatus(st.bhs, st.data);
       this.log('debug', `SCSI command CmdSN ${pdu.cmdSN} outside [${s.cmdsn.expCmdSN}, ${s.cmdsn.maxCmdSN}]: dropped`);
       return;
     }
@@ -456,7 +610,7 @@ export class Connection implements TaskHost, SessionConnection {
     // §11.3.4 / §13.11: immediate data only if negotiated, only for writes, within FirstBurstLength.
     if (immLen > 0 && (!neg.immediateData || !pdu.write || immLen > neg.firstBurstLength || immLen > pdu.expectedDataTransferLength)) {
       this.reject(RejectReason.PROTOCOL_ERROR, bhs);
-      return this.destroy(`bad immediate data (${immLen} bytes)`);
+      return this.fail(`bad immediate data (${immLen} bytes)`);
     }
     if (s.tasks.has(pdu.itt)) {
       this.reject(RejectReason.TASK_IN_PROGRESS, bhs);
@@ -501,7 +655,8 @@ export class Connection implements TaskHost, SessionConnection {
 
   private startTask(task: Task): void {
     const s = this.session!;
-    if (task.aborted || this.closed) {
+    // An orphan (ERL 2, host null) still runs: its result waits for TASK REASSIGN.
+    if (task.aborted || (this.closed && task.host !== null)) {
       task.markSettled();
       this.finishSilently(task);
       return;
@@ -513,28 +668,33 @@ export class Connection implements TaskHost, SessionConnection {
     } catch (e) {
       p = Promise.reject(e);
     }
+    // The result goes to the connection the task is allegiant to now (§7.2.2 reassignment).
     p.then(
       (r) => {
         task.markSettled();
-        this.onResult(task, r);
+        ((task.host as Connection | null) ?? this).onResult(task, r);
       },
       (e: unknown) => {
         task.markSettled();
         if (!task.aborted && !this.closed) this.log('warn', `execute failed for ITT 0x${task.itt.toString(16)}: ${(e as Error)?.message ?? String(e)}`);
-        this.onResult(task, null);
+        ((task.host as Connection | null) ?? this).onResult(task, null);
       },
     );
   }
 
   /** null = the core failed: §11.4.3 Response 0x01 "target failure". */
-  private onResult(task: Task, r: ScsiResult | null): void {
-    if (task.aborted || this.closed) return this.finishSilently(task);
+  onResult(task: Task, r: ScsiResult | null): void {
+    if (task.aborted) return this.finishSilently(task);
+    if (task.host === null) {
+      task.held = { r }; // ERL 2 orphan: answered after TASK REASSIGN
+      return;
+    }
+    if (this.closed) return this.finishSilently(task);
     if (!task.unsolicitedComplete) {
       // §4.2.5.2: do not answer before the unsolicited data the initiator announced is in.
       task.onUnsolicitedDone = () => {
         task.onUnsolicitedDone = null;
-        if (task.aborted || this.closed) return this.finishSilently(task);
-        this.sendResult(task, r);
+        ((task.host as Connection | null) ?? this).onResult(task, r);
       };
       return;
     }
@@ -549,74 +709,121 @@ export class Connection implements TaskHost, SessionConnection {
   }
 
   private sendResult(task: Task, r: ScsiResult | null): void {
-    const s = this.session!;
     this.finishSilently(task);
+    let o: TaskOutcome;
     if (r === null) {
-      const sn = this.seq(true);
-      this.send(encodeScsiResponse({ statSN: sn.statSN, expCmdSN: sn.expCmdSN, maxCmdSN: sn.maxCmdSN, itt: task.itt, response: 0x01, status: 0, overflow: false, underflow: false, residualCount: 0, expDataSN: task.r2tSN, dataSegmentLength: 0 }));
-      return;
+      // §11.4.3 Response 0x01: target failure.
+      o = { itt: task.itt, lun: task.lun, data: EMPTY, status: 0, response: 0x01, overflow: false, underflow: false, residual: 0, senseBody: undefined, collapsed: false, r2ts: task.r2tSN };
+    } else {
+      const res = computeResiduals(task, task.cmd.dataInLength, r);
+      const sense = r.status === Status.CHECK_CONDITION || (r.sense !== undefined && r.sense.length > 0) ? r.sense : undefined;
+      let senseBody: Buffer | undefined;
+      if (sense !== undefined && sense.length > 0) {
+        // §11.4.7.2: SenseLength (2 bytes) + sense data.
+        senseBody = Buffer.allocUnsafe(2 + sense.length);
+        senseBody.writeUInt16BE(sense.length, 0);
+        sense.copy(senseBody, 2);
+      }
+      let data = res.send === 0 ? EMPTY : res.send === r.dataIn!.length ? r.dataIn! : r.dataIn!.subarray(0, res.send);
+      // ERL >= 1 keeps the Data-In until acknowledged: a copy, the core may reuse its buffer.
+      if (this.retention !== null && res.send > 0) data = Buffer.from(data);
+      o = {
+        itt: task.itt,
+        lun: task.lun,
+        data,
+        status: r.status,
+        response: 0,
+        overflow: res.overflow,
+        underflow: res.underflow,
+        residual: res.residual,
+        senseBody,
+        // §11.7.4: status rides in the last Data-In (S bit) only for GOOD / CONDITION MET without sense.
+        collapsed: res.send > 0 && sense === undefined && (r.status === Status.GOOD || r.status === Status.CONDITION_MET),
+        r2ts: task.r2tSN,
+      };
     }
-    const readLength = task.cmd.dataInLength;
-    const res = computeResiduals(task, readLength, r);
-    const sense = r.status === Status.CHECK_CONDITION || (r.sense !== undefined && r.sense.length > 0) ? r.sense : undefined;
-    // §11.7.4: status rides in the last Data-In (S bit) only for GOOD / CONDITION MET without sense.
-    const collapse = res.send > 0 && sense === undefined && (r.status === Status.GOOD || r.status === Status.CONDITION_MET);
-    let dataSN = 0;
-    if (res.send > 0) {
-      const data = r.dataIn!;
+    const rec: SentTask | null = this.retention === null ? null : { ...o, offsets: [], flags: [], statSN: 0, ttt: RESERVED_TAG, ackedDataSN: 0 };
+    this.transmit(o, 0, 0, o.collapsed, -1, undefined, rec);
+    if (rec !== null) this.retention!.keepTask(rec);
+  }
+
+  /**
+   * Data-In PDUs for o.data[offset..] from DataSN `dataSN`, then the status: in the last
+   * Data-In when `collapsed`, else a SCSI Response. `statSN` -1 takes the next StatSN, else
+   * the status is a retransmission with that StatSN. `rec` (ERL >= 1) records the layout.
+   */
+  private transmit(o: TaskOutcome, offset: number, dataSN: number, collapsed: boolean, statSN: number, snackTag: number | undefined, rec: SentTask | null): void {
+    const len = o.data.length;
+    const st = collapsed && offset < len;
+    if (offset < len) {
+      const data = o.data;
       const mrdsl = this.negotiated.initiatorMaxRecvDataSegmentLength;
-      const burst = s.negotiated.maxBurstLength;
-      let off = 0;
+      const burst = this.session!.negotiated.maxBurstLength;
+      let off = offset;
       let inBurst = 0;
-      while (off < res.send) {
-        const len = Math.min(mrdsl, res.send - off, burst - inBurst);
-        const last = off + len === res.send;
-        inBurst += len;
+      while (off < len) {
+        const n = Math.min(mrdsl, len - off, burst - inBurst);
+        const last = off + n === len;
+        inBurst += n;
         // §11.7.1: F ends a Data-In sequence (every MaxBurstLength bytes and at the end).
         const final = last || inBurst === burst;
         if (inBurst === burst) inBurst = 0;
-        const st = last && collapse;
-        const seq = this.seq(st);
+        const withStatus = last && st;
+        let sn: SeqNumbers;
+        if (withStatus && statSN !== -1) {
+          const cur = this.seq(false);
+          sn = { statSN, expCmdSN: cur.expCmdSN, maxCmdSN: cur.maxCmdSN };
+        } else sn = this.seq(withStatus);
+        // §11.7.2 A bit (ERL >= 1): ask for a DataACK at the end of each burst but the last.
+        const ack = rec !== null && final && !last;
+        if (ack && rec.ttt === RESERVED_TAG) rec.ttt = this.allocTtt();
         const hdr = encodeDataIn({
-          itt: task.itt,
-          lun: task.lun,
+          itt: o.itt,
+          lun: o.lun,
           final,
-          statusPresent: st,
-          status: r.status,
-          overflow: res.overflow,
-          underflow: res.underflow,
-          residualCount: res.residual,
-          statSN: seq.statSN,
-          expCmdSN: seq.expCmdSN,
-          maxCmdSN: seq.maxCmdSN,
+          statusPresent: withStatus,
+          status: o.status,
+          overflow: o.overflow,
+          underflow: o.underflow,
+          residualCount: o.residual,
+          statSN: sn.statSN,
+          expCmdSN: sn.expCmdSN,
+          maxCmdSN: sn.maxCmdSN,
           dataSN: dataSN++,
           bufferOffset: off,
-          dataSegmentLength: len,
+          dataSegmentLength: n,
+          ack,
+          ttt: ack ? rec.ttt : RESERVED_TAG,
         });
-        this.writePdu(hdr, off === 0 && len === data.length ? data : data.subarray(off, off + len));
-        off += len;
+        const view = off === 0 && n === len ? data : data.subarray(off, off + n);
+        this.writePdu(hdr, view);
+        if (rec !== null) {
+          rec.offsets.push(off);
+          rec.flags.push((final ? Flag.F : 0) | (ack ? Flag.A : 0) | (withStatus ? Flag.S : 0));
+          if (withStatus) {
+            rec.statSN = sn.statSN;
+            this.retention!.keepStatus({ statSN: sn.statSN, bhs: hdr, data: view });
+          }
+        }
+        off += n;
       }
     }
-    if (!collapse) {
-      let body: Buffer | undefined;
-      if (sense !== undefined && sense.length > 0) {
-        // §11.4.7.2: SenseLength (2 bytes) + sense data.
-        body = Buffer.allocUnsafe(2 + sense.length);
-        body.writeUInt16BE(sense.length, 0);
-        sense.copy(body, 2);
-      }
-      const sn = this.seq(true);
-      this.writePdu(
-        encodeScsiResponse({ statSN: sn.statSN, expCmdSN: sn.expCmdSN, maxCmdSN: sn.maxCmdSN, itt: task.itt, response: 0, status: r.status, overflow: res.overflow, underflow: res.underflow, residualCount: res.residual, expDataSN: dataSN + task.r2tSN, dataSegmentLength: body?.length ?? 0 }),
-        body,
+    if (!st) {
+      const cur = this.seq(statSN === -1);
+      const sn = statSN === -1 ? cur.statSN : statSN;
+      if (rec !== null) rec.statSN = sn;
+      this.send(
+        encodeScsiResponse({ statSN: sn, expCmdSN: cur.expCmdSN, maxCmdSN: cur.maxCmdSN, itt: o.itt, response: o.response, status: o.status, overflow: o.overflow, underflow: o.underflow, residualCount: o.residual, expDataSN: dataSN + o.r2ts, dataSegmentLength: o.senseBody?.length ?? 0, snackTag }),
+        o.senseBody,
       );
     }
   }
 
   private onDataOut(pdu: DataOut, data: readonly Buffer[], bhs: Buffer): void {
     const task = this.session!.tasks.get(pdu.itt);
-    if (task === undefined || task.finished) {
-      // Data for a task that is gone (aborted, or completed with an error): discard.
+    if (task === undefined || task.finished || task.host !== this) {
+      // Data for a task that is gone (aborted, or completed with an error), or that is
+      // allegiant to another connection (§7.2.2, MC/S): discard.
       this.log('debug', `Data-Out for unknown ITT 0x${pdu.itt.toString(16)}: discarded`);
       return;
     }
@@ -652,7 +859,7 @@ export class Connection implements TaskHost, SessionConnection {
     const fnCode = pdu.function;
     const fn = TMF_NAMES[fnCode];
     try {
-      if (fnCode === TmfFunction.TASK_REASSIGN) return respond(TmfResponseCode.REASSIGNMENT_NOT_SUPPORTED); // §11.5.1: needs ERL 2
+      if (fnCode === TmfFunction.TASK_REASSIGN) return this.reassignTask(pdu, respond);
       if (fn === undefined) return respond(TmfResponseCode.NOT_SUPPORTED);
       if (fn === 'abort-task') {
         const t = s.tasks.get(pdu.referencedTaskTag);
@@ -678,6 +885,42 @@ export class Connection implements TaskHost, SessionConnection {
       this.log('warn', `TMF ${fn ?? fnCode} failed: ${(e as Error).message}`);
       respond(TmfResponseCode.FUNCTION_REJECTED);
     }
+  }
+
+  /**
+   * §11.5.1 TASK REASSIGN (ERL 2, §7.2.2): move a task from a failed connection to this one.
+   * The response goes first; then the task resumes here: Data-In from the TMF's ExpDataSN
+   * and the status (with a StatSN of this connection), or fresh R2Ts for missing write data.
+   */
+  private reassignTask(pdu: TaskMgmtRequest, respond: (code: number) => void): void {
+    const s = this.session!;
+    if (s.negotiated.errorRecoveryLevel < 2) return respond(TmfResponseCode.REASSIGNMENT_NOT_SUPPORTED);
+    const t = s.tasks.get(pdu.referencedTaskTag);
+    if (t !== undefined && !t.finished) {
+      if (t.host !== null) return respond(TmfResponseCode.TASK_STILL_ALLEGIANT); // its connection is still up
+      respond(TmfResponseCode.FUNCTION_COMPLETE);
+      const held = t.held;
+      t.held = null;
+      t.reassign(this);
+      if (held !== null) this.onResult(t, held.r);
+      return;
+    }
+    const e = s.takeCompleted(pdu.referencedTaskTag);
+    if (e === undefined) return respond(TmfResponseCode.TASK_DOES_NOT_EXIST);
+    respond(TmfResponseCode.FUNCTION_COMPLETE);
+    // Status went out on the failed connection: Data-In again from ExpDataSN, status anew.
+    const from = Math.min(Math.max(pdu.expDataSN, e.ackedDataSN), e.offsets.length);
+    const off = e.offsets[from] ?? e.data.length;
+    const rec: SentTask | null = this.retention === null ? null : { ...e, offsets: e.offsets.slice(0, from), flags: e.flags.slice(0, from), statSN: 0, ttt: RESERVED_TAG, ackedDataSN: from };
+    this.transmit(e, off, from, e.collapsed, -1, undefined, rec);
+    if (rec !== null) this.retention!.keepTask(rec);
+  }
+
+  /** §11.9.1 AsyncEvent 2: the target dropped connection `cid` of this session. */
+  notifyDropped(cid: number): void {
+    if (this.closed || this.state !== 'full-feature') return;
+    const n = this.session!.negotiated;
+    this.send(encodeAsyncMessage({ ...this.seq(true), lun: 0, asyncEvent: AsyncEvent.DROP_CONNECTION, asyncVCode: 0, parameter1: cid, parameter2: n.defaultTime2Wait, parameter3: n.defaultTime2Retain, dataSegmentLength: 0 }));
   }
 
   // ------------------------------------------------------------------ text
@@ -771,13 +1014,34 @@ export class Connection implements TaskHost, SessionConnection {
       if (this.closed) return;
       this.send(encodeLogoutResponse({ ...this.seq(true), itt: pdu.itt, response: code, time2Wait: neg.defaultTime2Wait, time2Retain: neg.defaultTime2Retain }));
     };
-    if (pdu.reason === LogoutReason.REMOVE_FOR_RECOVERY) return respond(LogoutResponseCode.RECOVERY_NOT_SUPPORTED); // §11.15.1: ERL 0
-    if (pdu.reason === LogoutReason.CLOSE_CONNECTION && pdu.cid !== this.cid) {
+    if (pdu.reason === LogoutReason.REMOVE_FOR_RECOVERY) {
+      // §11.14.1 reason 2 (ERL 2): the CID's tasks stay for TASK REASSIGN; Time2Retain says how long.
+      if (neg.errorRecoveryLevel < 2) return respond(LogoutResponseCode.RECOVERY_NOT_SUPPORTED);
+      if (pdu.cid === this.cid) {
+        respond(LogoutResponseCode.SUCCESS);
+        if (this.state === 'full-feature') this.state = transition(this.state, 'logout');
+        this.owner.connectionFailed(this);
+        return this.endSoon();
+      }
       const other = [...s.connections].find((c) => c.cid === pdu.cid);
-      if (other === undefined) return respond(LogoutResponseCode.CID_NOT_FOUND);
-      other.destroy('closed by logout on another connection');
+      if (other !== undefined) other.destroy('removed for recovery by logout on another connection');
+      else if (!s.failed.has(pdu.cid)) return respond(LogoutResponseCode.CID_NOT_FOUND);
       return respond(LogoutResponseCode.SUCCESS);
     }
+    if (pdu.reason === LogoutReason.CLOSE_CONNECTION && pdu.cid !== this.cid) {
+      const other = [...s.connections].find((c) => c.cid === pdu.cid);
+      if (other !== undefined) {
+        other.destroy('closed by logout on another connection', false);
+        return respond(LogoutResponseCode.SUCCESS);
+      }
+      // §11.14.1: closing a failed connection ends its retained tasks.
+      if (s.failed.has(pdu.cid)) {
+        this.owner.discardFailed(s, pdu.cid);
+        return respond(LogoutResponseCode.SUCCESS);
+      }
+      return respond(LogoutResponseCode.CID_NOT_FOUND);
+    }
+    this.recoverable = false;
     const endsSession = pdu.reason === LogoutReason.CLOSE_SESSION || s.connections.size <= 1;
     // §11.14: outstanding tasks are terminated; answer once they are gone.
     const mine = [...s.tasks.values()].filter((t) => endsSession || t.host === this);
@@ -813,8 +1077,18 @@ export class Connection implements TaskHost, SessionConnection {
     this.logoutTimer.unref();
   }
 
-  destroy(reason: string): void {
-    if (!this.closed) this.log(this.state === 'full-feature' ? 'info' : 'debug', `closing connection: ${reason}`);
+  /** The target drops the connection for a protocol error (§11.9.1: others hear AsyncEvent 2). */
+  private fail(reason: string): void {
+    if (!this.closed) this.droppedByTarget = true;
+    this.destroy(reason);
+  }
+
+  /** `recoverable` false: the tasks end with the connection even at ERL 2 (§11.14.1 reason 1). */
+  destroy(reason: string, recoverable = true): void {
+    if (!this.closed) {
+      this.log(this.state === 'full-feature' ? 'info' : 'debug', `closing connection: ${reason}`);
+      if (!recoverable) this.recoverable = false;
+    }
     // A Reject or response queued just before the drop still goes out, as it did unbatched.
     this.flush();
     this.socket.destroy();
@@ -824,18 +1098,30 @@ export class Connection implements TaskHost, SessionConnection {
   private onClose(): void {
     if (this.closed) return;
     this.closed = true;
-    this.state = transition(this.state, 'transport-closed');
     if (this.pingTimer !== null) clearInterval(this.pingTimer);
     if (this.pingDeadline !== null) clearTimeout(this.pingDeadline);
     if (this.logoutTimer !== null) clearTimeout(this.logoutTimer);
     const s = this.session;
-    if (s !== null) {
-      // §7.1.? ERL 0: tasks on a failed connection are gone; the core hears it through abort.
-      for (const t of s.tasks.values()) {
-        if (t.host === this || s.connections.size <= 1) t.abort('connection closed');
+    const recover = s !== null && !s.ended && this.state === 'full-feature' && this.recoverable && s.negotiated.errorRecoveryLevel >= 2 && s.negotiated.defaultTime2Retain > 0;
+    this.state = transition(this.state, recover ? 'connection-failed' : 'transport-closed');
+    if (s !== null && !s.ended) {
+      if (recover) {
+        // §7.2.2 ERL 2: the tasks wait (Time2Wait + Time2Retain) for a reassignment.
+        this.owner.connectionFailed(this);
+      } else {
+        // ERL 0/1: tasks on a failed connection are gone; the core hears it through abort.
+        for (const t of s.tasks.values()) {
+          if (t.host === this || (s.connections.size <= 1 && s.failed.size === 0)) t.abort('connection closed');
+        }
       }
     }
+    this.retention?.clear();
     this.owner.connectionClosed(this);
+  }
+
+  /** ERL 2: what this connection left for recovery is gone (§8.2 CLEANUP_WAIT → FREE). */
+  cleanupDone(): void {
+    if (this.state === 'cleanup-wait') this.state = transition(this.state, 'cleanup-done');
   }
 
   get isClosed(): boolean {

@@ -25,7 +25,17 @@ export interface DataDigestErrorPdu {
   readonly type: 'data-digest-error';
   readonly bhs: Buffer;
 }
-export type FramerEvent = FramedPdu | OversizedPdu | DataDigestErrorPdu;
+/**
+ * Header digest mismatch at ERL >= 1 (§7.8): the PDU was skipped by the length its header
+ * claims. The header is untrusted, so it is not handed out.
+ */
+export interface HeaderDigestErrorPdu {
+  readonly type: 'header-digest-error';
+}
+export type FramerEvent = FramedPdu | OversizedPdu | DataDigestErrorPdu | HeaderDigestErrorPdu;
+
+/** Header digest errors in a row after which the stream is taken to be out of sync. */
+export const MAX_HEADER_DIGEST_ERRORS = 3;
 
 /** A framing failure after which the byte stream cannot be trusted (connection must drop). */
 export class FramingError extends Error {
@@ -45,6 +55,13 @@ export class PduFramer {
   dataDigest = false;
   /** Our declared MaxRecvDataSegmentLength (§13.12); 8192 during login. */
   maxDataSegmentLength = 8192;
+  /**
+   * ERL >= 1: a header digest error discards the PDU instead of failing the stream. With
+   * no sync layer (markers are gone in RFC 7143) the claimed length is all we have, so a
+   * few errors in a row, or a claimed length over the limit, still throw.
+   */
+  headerDigestRecovery = false;
+  private headerErrors = 0;
 
   private chunks: Buffer[] = [];
   private head = 0; // offset into chunks[0]
@@ -99,7 +116,14 @@ export class PduFramer {
       const got = this.take(4).readUInt32LE(0);
       let c = crc32cUpdate(crc32cInit, bhs);
       if (ahs.length > 0) c = crc32cUpdate(c, ahs);
-      if (crc32cFinal(c) !== got) throw new FramingError('ISCSI_HEADER_DIGEST', 'header digest mismatch');
+      if (crc32cFinal(c) !== got) {
+        if (!this.headerDigestRecovery || ++this.headerErrors >= MAX_HEADER_DIGEST_ERRORS) throw new FramingError('ISCSI_HEADER_DIGEST', 'header digest mismatch');
+        // The length was checked against the limit above; skip what the header claims follows.
+        this.skip = this.dataLen + padLength(this.dataLen) + (this.dataDigest && this.dataLen > 0 ? 4 : 0);
+        this.discard();
+        return { type: 'header-digest-error' };
+      }
+      this.headerErrors = 0;
     }
     const data = this.dataLen > 0 ? this.takeViews(this.dataLen) : [];
     const pad = padLength(this.dataLen);

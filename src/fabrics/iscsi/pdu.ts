@@ -96,6 +96,9 @@ export const TmfFunction = {
   TASK_REASSIGN: 8,
 } as const;
 
+/** §11.16.1 SNACK types (low 4 bits of byte 1). */
+export const SnackType = { DATA_R2T: 0, STATUS: 1, DATA_ACK: 2, R_DATA: 3 } as const;
+
 /** §11.6.1 task management response codes. */
 export const TmfResponseCode = {
   FUNCTION_COMPLETE: 0,
@@ -230,6 +233,13 @@ export interface LogoutRequest extends BhsCommon {
 }
 export interface SnackRequest extends BhsCommon {
   readonly kind: 'snack';
+  readonly type: number;
+  readonly lun: number;
+  /** TTT (DataACK) or SNACK Tag (R-Data); reserved otherwise. */
+  readonly ttt: number;
+  readonly expStatSN: number;
+  readonly begRun: number;
+  readonly runLength: number;
 }
 
 export type InitiatorPdu =
@@ -389,7 +399,22 @@ export function decodeBhs(b: Buffer): InitiatorPdu {
         expStatSN: b.readUInt32BE(28),
       };
     case Opcode.SNACK_REQUEST:
-      return { opcode, immediate, final, totalAhsLength, dataSegmentLength, itt, kind: 'snack' };
+      // §11.16: F . . . Type(4); LUN 8; ITT 16; TTT/SNACK Tag 20; ExpStatSN 28; BegRun 40; RunLength 44
+      return {
+        opcode,
+        immediate,
+        final,
+        totalAhsLength,
+        dataSegmentLength,
+        itt,
+        kind: 'snack',
+        type: b1 & 0x0f,
+        lun: decodeLun(b, 8),
+        ttt: b.readUInt32BE(20),
+        expStatSN: b.readUInt32BE(28),
+        begRun: b.readUInt32BE(40),
+        runLength: b.readUInt32BE(44),
+      };
     default:
       throw new PduError('ISCSI_BAD_OPCODE', `opcode 0x${opcode.toString(16)} is not an initiator opcode`, RejectReason.COMMAND_NOT_SUPPORTED);
   }
@@ -429,6 +454,8 @@ export interface ScsiResponseFields extends SeqNumbers {
   readonly residualCount: number;
   readonly expDataSN: number;
   readonly dataSegmentLength: number;
+  /** §11.4: SNACK Tag of the last R-Data SNACK for this task (bytes 20-23), else 0. */
+  readonly snackTag?: number | undefined;
 }
 /** §11.4 SCSI Response: flags .|o|u|O|U|. at byte 1, Response 2, Status 3, ExpDataSN 36, residual 44. */
 export function encodeScsiResponse(f: ScsiResponseFields): Buffer {
@@ -436,6 +463,7 @@ export function encodeScsiResponse(f: ScsiResponseFields): Buffer {
   b[2] = f.response;
   b[3] = f.status;
   b.writeUInt32BE(f.itt >>> 0, 16);
+  if (f.snackTag !== undefined) b.writeUInt32BE(f.snackTag >>> 0, 20);
   putSeq(b, f);
   b.writeUInt32BE(f.expDataSN >>> 0, 36);
   b.writeUInt32BE(f.residualCount >>> 0, 44);
@@ -457,16 +485,20 @@ export interface DataInFields {
   readonly dataSN: number;
   readonly bufferOffset: number;
   readonly dataSegmentLength: number;
+  /** §11.7.2 A bit (ERL >= 1): ask for a DataACK SNACK; `ttt` then names the transfer. */
+  readonly ack?: boolean;
+  readonly ttt?: number | undefined;
 }
 /** §11.7 SCSI Data-In: F A . . . O U S; Status 3 (if S); LUN 8; TTT 20; DataSN 36; offset 40; residual 44. */
 export function encodeDataIn(f: DataInFields): Buffer {
   let flags = f.final ? Flag.F : 0;
+  if (f.ack === true) flags |= Flag.A;
   if (f.statusPresent) flags |= Flag.S | (f.overflow ? Flag.O : 0) | (f.underflow ? Flag.U : 0);
   const b = bhs(Opcode.DATA_IN, flags, f.dataSegmentLength);
   if (f.statusPresent) b[3] = f.status;
   encodeLun(f.lun, b, 8);
   b.writeUInt32BE(f.itt >>> 0, 16);
-  b.writeUInt32BE(RESERVED_TAG, 20);
+  b.writeUInt32BE(f.ttt === undefined ? RESERVED_TAG : f.ttt >>> 0, 20);
   // StatSN is only meaningful with S=1 (§11.7.8); the sequence numbers ride along anyway.
   b.writeUInt32BE(f.statusPresent ? f.statSN >>> 0 : 0, 24);
   b.writeUInt32BE(f.expCmdSN >>> 0, 28);

@@ -135,6 +135,8 @@ export class IscsiServer implements ConnectionOwner {
     if (s === undefined || s.discovery || !s.matches(login.initiatorName, login.isid, target.iqn)) {
       return { status: LoginStatus.SESSION_DOES_NOT_EXIST, reason: `no session with TSIH ${login.tsih}` };
     }
+    // §6.3.4 connection reinstatement: the old connection with this CID goes; at ERL 2 its
+    // tasks wait for TASK REASSIGN, below ERL 2 they are terminated.
     for (const c of [...s.connections]) if (c.cid === login.cid) c.destroy('connection reinstatement');
     if (s.connections.size >= s.negotiated.maxConnections) return { status: LoginStatus.TOO_MANY_CONNECTIONS, reason: `MaxConnections=${s.negotiated.maxConnections}` };
     s.connections.add(conn);
@@ -146,13 +148,61 @@ export class IscsiServer implements ConnectionOwner {
     const s = conn.session;
     if (s === null) return;
     s.connections.delete(conn);
-    // ERL 0: losing the last connection ends the session (§7.1.4.? no connection recovery).
-    if (s.connections.size === 0 && !s.ended) this.endSession(s, 'connection lost');
+    if (conn.droppedByTarget && !s.ended) {
+      // §11.9.1 AsyncEvent 2: tell the initiator on another connection of the session.
+      for (const c of s.connections) {
+        c.notifyDropped(conn.cid);
+        break;
+      }
+    }
+    // Losing the last connection ends the session, unless tasks wait for recovery (ERL 2).
+    if (s.connections.size === 0 && s.failed.size === 0 && !s.ended) this.endSession(s, 'connection lost');
+  }
+
+  connectionFailed(conn: Connection): void {
+    const s = conn.session;
+    if (s === null || s.ended) return;
+    const cid = conn.cid;
+    const old = s.failed.get(cid);
+    const done = new Map(old?.done);
+    if (old !== undefined) clearTimeout(old.timer);
+    for (const t of s.tasks.values()) if (t.host === conn && !t.finished) t.orphan(cid);
+    for (const e of conn.retention?.takeTasks() ?? []) done.set(e.itt, e);
+    const n = s.negotiated;
+    const timer = setTimeout(() => this.discardFailed(s, cid), (n.defaultTime2Wait + n.defaultTime2Retain) * 1000);
+    timer.unref();
+    if (old !== undefined && old.conn !== conn) old.conn.cleanupDone();
+    s.failed.set(cid, { cid, conn, done, timer });
+    this.log('info', `session tsih ${s.tsih}: connection cid ${cid} failed; tasks kept ${n.defaultTime2Wait + n.defaultTime2Retain}s for reassignment`);
+  }
+
+  discardFailed(s: Session, cid: number): void {
+    const f = s.failed.get(cid);
+    if (f === undefined) return;
+    clearTimeout(f.timer);
+    s.failed.delete(cid);
+    f.conn.cleanupDone();
+    for (const t of [...s.tasks.values()]) {
+      if (t.host !== null || t.orphanCid !== cid) continue;
+      t.abort('Time2Retain expired');
+      // Not running in the core (or already settled): nothing else will remove it.
+      if (!t.started || t.held !== null) {
+        t.finished = true;
+        t.release();
+        s.tasks.delete(t.itt);
+      }
+    }
+    if (s.connections.size === 0 && s.failed.size === 0) this.endSession(s, 'connection recovery timed out');
   }
 
   endSession(s: Session, reason: string): void {
     if (s.ended) return;
     s.ended = true;
+    for (const f of s.failed.values()) {
+      clearTimeout(f.timer);
+      f.conn.cleanupDone();
+    }
+    s.failed.clear();
     for (const t of s.tasks.values()) t.abort(reason);
     s.cmdsn.clear();
     if (this.byTsih.get(s.tsih) === s) this.byTsih.delete(s.tsih);
@@ -170,7 +220,7 @@ export class IscsiServer implements ConnectionOwner {
 
   coldReset(target: IscsiTargetDef): void {
     for (const s of [...this.byTsih.values()]) {
-      if (s.target === target) for (const c of [...s.connections]) c.destroy('target cold reset');
+      if (s.target === target) for (const c of [...s.connections]) c.destroy('target cold reset', false);
     }
   }
 }

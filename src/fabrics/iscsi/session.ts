@@ -5,6 +5,7 @@
 import type { Nexus } from '../../scsi/types';
 import type { Negotiated } from './negotiation';
 import { snAdd, snLe, snLt } from './pdu';
+import type { SentTask } from './retention';
 import type { Task } from './task';
 import type { IscsiTargetDef } from './types';
 
@@ -89,13 +90,30 @@ export class CmdSnWindow {
 
 export interface SessionConnection {
   readonly cid: number;
-  destroy(reason: string): void;
+  destroy(reason: string, recoverable?: boolean): void;
   requestLogout(seconds: number): void;
+  notifyDropped(cid: number): void;
+  cleanupDone(): void;
+}
+
+/**
+ * ERL 2 (§7.2.2): what a failed connection left behind. Its unfinished tasks stay in
+ * Session.tasks with host null; `done` holds tasks whose status went out on it but was not
+ * acknowledged. All of it goes when `timer` (Time2Wait + Time2Retain) fires.
+ */
+export interface FailedConnection {
+  readonly cid: number;
+  /** The connection object, in state cleanup-wait (or logged-out after Logout reason 2). */
+  readonly conn: SessionConnection;
+  readonly done: Map<number, SentTask>;
+  readonly timer: NodeJS.Timeout;
 }
 
 export class Session {
   readonly tasks = new Map<number, Task>();
   readonly connections = new Set<SessionConnection>();
+  /** ERL 2: failed connections by CID, waiting for reassignment of their tasks. */
+  readonly failed = new Map<number, FailedConnection>();
   readonly cmdsn: CmdSnWindow;
   ended = false;
 
@@ -110,6 +128,18 @@ export class Session {
     initialCmdSN: number,
   ) {
     this.cmdsn = new CmdSnWindow(initialCmdSN, CMDSN_WINDOW, () => this.tasks.size);
+  }
+
+  /** A task completed on a failed connection (TASK REASSIGN after a lost status). */
+  takeCompleted(itt: number): SentTask | undefined {
+    for (const f of this.failed.values()) {
+      const e = f.done.get(itt);
+      if (e !== undefined) {
+        f.done.delete(itt);
+        return e;
+      }
+    }
+    return undefined;
   }
 
   get isidHex(): string {

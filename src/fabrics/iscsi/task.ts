@@ -4,6 +4,11 @@
 // Data-out is pulled: the core calls `dataOut(n)`, we allocate one Buffer of the length it
 // asked for and fill it from immediate data, unsolicited Data-Out (kept as views until
 // asked for) and R2T-solicited data. R2Ts are only sent once the core has asked.
+//
+// Recovery (ERL >= 1, §7.1.4.1 / §7.2.2): a Data-Out lost to a data digest error, or data
+// left outstanding on a failed connection, becomes a hole; holes are solicited again with
+// recovery R2Ts (§11.8) once the core's request covers them. Without errors `holes` stays
+// null and none of this runs.
 
 import type { ScsiCommand, ScsiResult, Nexus, TaskAttribute } from '../../scsi/types';
 import type { Negotiated } from './negotiation';
@@ -27,6 +32,7 @@ export interface TaskHost {
 
 interface R2tState {
   readonly ttt: number;
+  readonly r2tSN: number;
   readonly offset: number;
   readonly length: number;
   received: number;
@@ -40,6 +46,14 @@ interface DataRequest {
   readonly resolve: (b: Buffer) => void;
   readonly reject: (e: Error) => void;
 }
+
+interface Hole {
+  offset: number;
+  length: number;
+}
+
+/** Data digest errors one task may recover from before the connection is given up. */
+export const MAX_TASK_RECOVERIES = 16;
 
 /** §11.3.1.2 ATTR → SAM task attribute (untagged is treated as simple). */
 const ATTRS: readonly TaskAttribute[] = ['simple', 'simple', 'ordered', 'head-of-queue', 'aca'];
@@ -76,6 +90,12 @@ export class Task {
   pendingResult: ScsiResult | null = null;
   dataInPdus = 0;
   r2tSN = 0;
+  /** ERL 2: the result of a task whose connection failed, waiting for TASK REASSIGN. */
+  held: { readonly r: ScsiResult | null } | null = null;
+  /** ERL 2: CID of the failed connection this task was allegiant to (host is null). */
+  orphanCid = -1;
+  /** The connection the task is allegiant to (§7.2.2); null while orphaned at ERL 2. */
+  host: TaskHost | null;
 
   // Most tasks are never waited for: the settled promise is only made when a TMF or a
   // logout asks for it, not once per command.
@@ -93,13 +113,16 @@ export class Task {
   private r2ts: Map<number, R2tState> | null = null;
   private r2tNext = 0;
   private r2tLimit = 0;
+  private holes: Hole[] | null = null;
+  private recoveries = 0;
   onUnsolicitedDone: (() => void) | null = null;
 
   constructor(
     init: TaskInit,
     nexus: Nexus,
-    readonly host: TaskHost,
+    host: TaskHost,
   ) {
+    this.host = host;
     this.itt = init.itt;
     this.lun = init.lun;
     this.cmdSN = init.cmdSN;
@@ -186,6 +209,7 @@ export class Task {
       if (this.cmd.aborted || this.finished) return; // R2T withdrawn by an abort: discard
       throw new TaskError('ISCSI_BAD_TTT', `Data-Out with unknown TTT 0x${pdu.ttt.toString(16)}`);
     }
+    if (pdu.dataSN !== r2t.nextDataSN && this.host !== null && this.host.negotiated.errorRecoveryLevel >= 1) this.skipLost(r2t, pdu);
     if (pdu.dataSN !== r2t.nextDataSN) throw new TaskError('ISCSI_DATASN', `DataSN ${pdu.dataSN}, expected ${r2t.nextDataSN}`);
     if (pdu.bufferOffset !== r2t.offset + r2t.received) throw new TaskError('ISCSI_BUFFER_OFFSET', `BufferOffset ${pdu.bufferOffset}, expected ${r2t.offset + r2t.received}`);
     if (r2t.received + len > r2t.length) throw new TaskError('ISCSI_BURST', `Data-Out beyond the R2T's ${r2t.length} bytes`);
@@ -244,17 +268,136 @@ export class Task {
 
   /** §11.8: send R2Ts while fewer than MaxOutstandingR2T are open, MaxBurstLength each. */
   private pumpR2ts(): void {
-    const neg = this.host.negotiated;
+    const host = this.host;
+    if (host === null) return;
+    if (this.holes !== null && this.holes.length > 0) this.pumpHoles(host, (this.r2ts ??= new Map()));
     if (this.r2tNext >= this.r2tLimit) return;
+    const neg = host.negotiated;
     const r2ts = (this.r2ts ??= new Map());
     while (!this.cmd.aborted && r2ts.size < neg.maxOutstandingR2T && this.r2tNext < this.r2tLimit) {
       const length = Math.min(neg.maxBurstLength, this.r2tLimit - this.r2tNext);
-      const ttt = this.host.allocTtt();
-      const st: R2tState = { ttt, offset: this.r2tNext, length, received: 0, nextDataSN: 0 };
+      const ttt = host.allocTtt();
+      const st: R2tState = { ttt, r2tSN: this.r2tSN++, offset: this.r2tNext, length, received: 0, nextDataSN: 0 };
       r2ts.set(ttt, st);
       this.r2tNext += length;
-      this.host.sendR2t(this, ttt, this.r2tSN++, st.offset, length);
+      host.sendR2t(this, ttt, st.r2tSN, st.offset, length);
     }
+  }
+
+  /** Recovery R2Ts (§7.1.4.1) for holes below the end of the core's current request. */
+  private pumpHoles(host: TaskHost, r2ts: Map<number, R2tState>): void {
+    const holes = this.holes!;
+    const neg = host.negotiated;
+    while (!this.cmd.aborted && holes.length > 0 && r2ts.size < neg.maxOutstandingR2T) {
+      const h = holes[0]!;
+      if (h.offset >= this.r2tLimit) break;
+      const length = Math.min(neg.maxBurstLength, h.length, this.r2tLimit - h.offset);
+      const ttt = host.allocTtt();
+      const st: R2tState = { ttt, r2tSN: this.r2tSN++, offset: h.offset, length, received: 0, nextDataSN: 0 };
+      r2ts.set(ttt, st);
+      h.offset += length;
+      h.length -= length;
+      if (h.length === 0) holes.shift();
+      host.sendR2t(this, ttt, st.r2tSN, st.offset, length);
+    }
+  }
+
+  private addHole(offset: number, length: number): void {
+    if (length <= 0) return;
+    const holes = (this.holes ??= []);
+    let i = 0;
+    while (i < holes.length && holes[i]!.offset < offset) i++;
+    holes.splice(i, 0, { offset, length });
+  }
+
+  /**
+   * ERL >= 1: a Data-Out for this task failed its data digest (§7.8). Its header is sound:
+   * account for it in the sequence (so later PDUs are accepted) and remember the range as a
+   * hole to solicit again with a recovery R2T.
+   */
+  dataLost(pdu: DataOut): void {
+    if (this.cmd.aborted || this.finished) return;
+    if (++this.recoveries > MAX_TASK_RECOVERIES) throw new TaskError('ISCSI_TOO_MANY_RECOVERIES', `more than ${MAX_TASK_RECOVERIES} data digest errors on one task`);
+    const len = pdu.dataSegmentLength;
+    if (pdu.ttt === RESERVED_TAG) {
+      if (pdu.dataSN !== this.unsolicitedDataSN || pdu.bufferOffset !== this.unsolicitedReceived || pdu.bufferOffset + len > this.unsolicitedExpected) {
+        throw new TaskError('ISCSI_DATASN', `damaged unsolicited Data-Out does not fit the sequence (DataSN ${pdu.dataSN}, offset ${pdu.bufferOffset})`);
+      }
+      this.unsolicitedDataSN++;
+      this.unsolicitedReceived += len;
+      this.addHole(pdu.bufferOffset, len);
+      this.pumpR2ts();
+      if (this.unsolicitedComplete) this.onUnsolicitedDone?.();
+      return;
+    }
+    const r2t = this.r2ts?.get(pdu.ttt);
+    if (r2t === undefined) throw new TaskError('ISCSI_BAD_TTT', `damaged Data-Out with unknown TTT 0x${pdu.ttt.toString(16)}`);
+    if (pdu.dataSN !== r2t.nextDataSN || pdu.bufferOffset !== r2t.offset + r2t.received || r2t.received + len > r2t.length) {
+      throw new TaskError('ISCSI_DATASN', `damaged Data-Out does not fit R2T 0x${r2t.ttt.toString(16)} (DataSN ${pdu.dataSN}, offset ${pdu.bufferOffset})`);
+    }
+    r2t.nextDataSN++;
+    r2t.received += len;
+    this.addHole(pdu.bufferOffset, len);
+    if (r2t.received === r2t.length) {
+      this.r2ts!.delete(r2t.ttt);
+      this.pumpR2ts();
+    }
+  }
+
+  /**
+   * ERL >= 1: Data-Out PDUs before this one were lost (discarded for a header digest error,
+   * §7.8): a DataSN gap with a matching BufferOffset gap. The gap becomes a hole (recovery
+   * R2T later); anything that does not line up is still a sequence error.
+   */
+  private skipLost(r2t: R2tState, pdu: DataOut): void {
+    const expected = r2t.offset + r2t.received;
+    if (pdu.dataSN < r2t.nextDataSN || pdu.bufferOffset <= expected || pdu.bufferOffset + pdu.dataSegmentLength > r2t.offset + r2t.length) return;
+    if (++this.recoveries > MAX_TASK_RECOVERIES) throw new TaskError('ISCSI_TOO_MANY_RECOVERIES', `more than ${MAX_TASK_RECOVERIES} lost Data-Out sequences on one task`);
+    this.addHole(expected, pdu.bufferOffset - expected);
+    r2t.received = pdu.bufferOffset - r2t.offset;
+    r2t.nextDataSN = pdu.dataSN;
+  }
+
+  /** Data Outstanding on open R2Ts and unsent unsolicited data become holes (§7.2.2). */
+  private withdrawOutstanding(): void {
+    if (this.r2ts !== null) {
+      for (const r of this.r2ts.values()) this.addHole(r.offset + r.received, r.length - r.received);
+      this.r2ts.clear();
+    }
+    if (!this.unsolicitedComplete) {
+      // §7.2.2: unsolicited data is not resent after reassignment; the target asks for it.
+      this.addHole(this.unsolicitedReceived, this.unsolicitedExpected - this.unsolicitedReceived);
+      this.unsolicitedReceived = this.unsolicitedExpected;
+    }
+  }
+
+  /** ERL 2: the connection failed; keep the task, stop soliciting until it is reassigned. */
+  orphan(cid: number): void {
+    this.host = null;
+    this.orphanCid = cid;
+    this.withdrawOutstanding();
+  }
+
+  /**
+   * TASK REASSIGN (§11.5.1, §7.2.2): a new connection takes the task over. Data not yet
+   * received is solicited again with fresh R2Ts on it.
+   */
+  reassign(host: TaskHost): void {
+    this.withdrawOutstanding();
+    this.host = host;
+    this.orphanCid = -1;
+    this.pumpR2ts();
+    if (this.unsolicitedComplete) this.onUnsolicitedDone?.();
+  }
+
+  /** §11.16.1 R2T SNACK: resend open R2Ts with R2TSN in the run; false if one is unknown. */
+  resendR2ts(begRun: number, runLength: number): boolean {
+    const host = this.host;
+    if (host === null || this.r2ts === null) return false;
+    const open = [...this.r2ts.values()].filter((r) => r.r2tSN >= begRun && (runLength === 0 || r.r2tSN < begRun + runLength));
+    if (open.length === 0 || (runLength !== 0 && open.length !== runLength)) return false;
+    for (const r of open) host.sendR2t(this, r.ttt, r.r2tSN, r.offset, r.length);
+    return true;
   }
 
   private acceptViews(offset: number, views: readonly Buffer[]): void {
@@ -297,6 +440,7 @@ export class Task {
     if (this.cmd.aborted) return;
     this.cmd.aborted = true;
     this.r2ts?.clear();
+    this.holes = null;
     this.stash = [];
     this.r2tLimit = this.r2tNext;
     const req = this.req;

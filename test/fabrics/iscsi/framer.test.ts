@@ -134,4 +134,30 @@ test('fuzz: random streams only produce events or FramingError (seeded)', () => 
   }
 });
 
+test('§7.8 ERL >= 1: a header digest error skips the PDU by its claimed length and goes on', () => {
+  const f = new PduFramer();
+  f.headerDigest = f.dataDigest = true;
+  f.headerDigestRecovery = true;
+  const bad = pdu(1, Buffer.from('damaged'), 0, true);
+  bad[48] = bad[48]! ^ 1; // header digest
+  f.push(Buffer.concat([bad, pdu(2, Buffer.from('next'), 0, true)]));
+  const ev = drain(f);
+  assert.equal(ev.map((e) => e.type), ['header-digest-error', 'pdu']);
+  assert.is(ev[1]!.type === 'pdu' ? ev[1]!.bhs[0] : -1, 2);
+});
+
+test('header digest errors in a row (stream out of sync) still throw; at ERL 0 the first one does', () => {
+  const bad = pdu(1, Buffer.alloc(4), 0, true);
+  bad[48] = bad[48]! ^ 1;
+  const f = new PduFramer();
+  f.headerDigest = f.dataDigest = true;
+  f.headerDigestRecovery = true;
+  f.push(Buffer.concat([bad, bad, bad]));
+  assert.throws(() => drain(f), (e: unknown) => e instanceof FramingError && e.code === 'ISCSI_HEADER_DIGEST');
+  const g = new PduFramer();
+  g.headerDigest = g.dataDigest = true;
+  g.push(bad);
+  assert.throws(() => drain(g), (e: unknown) => e instanceof FramingError);
+});
+
 test.run();

@@ -10,7 +10,8 @@ const TABLE: readonly [string, string, string | null, string, unknown][] = [
   ['HeaderDigest', 'None,CRC32C', 'None', 'headerDigest', false],
   ['DataDigest', 'CRC32C', 'Reject', 'dataDigest', false], // we only allow None
   ['HeaderDigest', 'Foo,CRC32C', 'CRC32C', 'headerDigest', true], // unknown values skipped
-  ['MaxConnections', '8', '1', 'maxConnections', 1], // §13.2 min
+  ['MaxConnections', '16', '8', 'maxConnections', 8], // §13.2 min (MC/S: 8 by default)
+  ['MaxConnections', '1', '1', 'maxConnections', 1],
   ['InitialR2T', 'Yes', 'Yes', 'initialR2T', true], // §13.10 OR
   ['InitialR2T', 'No', 'No', 'initialR2T', false],
   ['ImmediateData', 'Yes', 'Yes', 'immediateData', true], // §13.11 AND
@@ -19,7 +20,8 @@ const TABLE: readonly [string, string, string | null, string, unknown][] = [
   ['MaxBurstLength', '16776192', '262144', 'maxBurstLength', 262144], // §13.13 min
   ['FirstBurstLength', '4096', '4096', 'firstBurstLength', 4096], // §13.14 min
   ['DefaultTime2Wait', '0', '2', 'defaultTime2Wait', 2], // §13.15 max
-  ['DefaultTime2Retain', '60', '0', 'defaultTime2Retain', 0], // §13.16 min
+  ['DefaultTime2Retain', '60', '20', 'defaultTime2Retain', 20], // §13.16 min
+  ['DefaultTime2Retain', '0', '0', 'defaultTime2Retain', 0],
   ['MaxOutstandingR2T', '1', '1', 'maxOutstandingR2T', 1], // §13.17 min
   ['DataPDUInOrder', 'No', 'Yes', 'dataPDUInOrder', true], // §13.18 OR, we need in-order
   ['DataSequenceInOrder', 'Yes', 'Yes', 'dataSequenceInOrder', true],
@@ -113,6 +115,16 @@ test('parseNumber: decimal and hex only', () => {
   assert.is(parseNumber('1e3'), null);
   assert.is(parseNumber(''), null);
   assert.is(parseNumber(' 1'), null);
+});
+
+test('§13.20 ErrorRecoveryLevel: the lower of both sides, once the target allows more than 0', () => {
+  const erl2 = resolveTargetParams({ errorRecoveryLevel: 2 });
+  for (const [offered, answer] of [['0', '0'], ['1', '1'], ['2', '2']] as const) {
+    assert.equal(new Negotiator(erl2, false).handle('ErrorRecoveryLevel', offered), ['ErrorRecoveryLevel', answer]);
+  }
+  assert.equal(new Negotiator(resolveTargetParams({ errorRecoveryLevel: 1 }), false).handle('ErrorRecoveryLevel', '2'), ['ErrorRecoveryLevel', '1']);
+  assert.is(DEFAULT_TARGET_PARAMS.errorRecoveryLevel, 0);
+  assert.is(DEFAULT_TARGET_PARAMS.maxConnections, 8);
 });
 
 test.run();

@@ -14,6 +14,7 @@ import {
   snLt,
   Opcode,
   RejectReason,
+  SnackType,
 } from '../../../src/fabrics/iscsi/pdu';
 import { randomBytes, rng } from './rng';
 
@@ -179,6 +180,35 @@ test('§11.4 SCSI Response: flags, status, ExpDataSN, residual', () => {
   assert.is(b.toString('hex', 0, 8), '2184000200000014');
   assert.is(b.readUInt32BE(36), 3);
   assert.is(b.readUInt32BE(44), 512);
+});
+
+test('§11.16 SNACK decodes Type, ITT, TTT/SNACK Tag, ExpStatSN, BegRun, RunLength', () => {
+  // 10 83 | 00 00 | 00 000000 | LUN 0 | ITT 0x11 | TTT 0xabcd | rsvd | ExpStatSN 9 | rsvd | BegRun 4 | RunLength 2
+  const b = Buffer.alloc(48);
+  b[0] = 0x10;
+  b[1] = 0x80 | SnackType.R_DATA;
+  b.writeUInt32BE(0x11, 16);
+  b.writeUInt32BE(0xabcd, 20);
+  b.writeUInt32BE(9, 28);
+  b.writeUInt32BE(4, 40);
+  b.writeUInt32BE(2, 44);
+  const p = decodeBhs(b);
+  assert.equal(
+    p.kind === 'snack' ? [p.type, p.itt, p.ttt, p.expStatSN, p.begRun, p.runLength] : null,
+    [3, 0x11, 0xabcd, 9, 4, 2],
+  );
+});
+
+test('§11.7.2 Data-In with the A bit carries the TTT for the DataACK', () => {
+  const b = encodeDataIn({ itt: 5, lun: 0, final: true, statusPresent: false, status: 0, overflow: false, underflow: false, residualCount: 0, statSN: 0, expCmdSN: 1, maxCmdSN: 2, dataSN: 3, bufferOffset: 0, dataSegmentLength: 512, ack: true, ttt: 0x77 });
+  assert.is(b[1], 0x80 | 0x40);
+  assert.is(b.readUInt32BE(20), 0x77);
+});
+
+test('§11.4 SCSI Response carries the SNACK Tag at bytes 20-23 after an R-Data SNACK', () => {
+  const b = encodeScsiResponse({ itt: 1, response: 0, status: 0, overflow: false, underflow: false, residualCount: 0, expDataSN: 3, statSN: 4, expCmdSN: 5, maxCmdSN: 6, dataSegmentLength: 0, snackTag: 0xabcd });
+  assert.is(b.readUInt32BE(20), 0xabcd);
+  assert.is(encodeScsiResponse({ itt: 1, response: 0, status: 0, overflow: false, underflow: false, residualCount: 0, expDataSN: 3, statSN: 4, expCmdSN: 5, maxCmdSN: 6, dataSegmentLength: 0 }).readUInt32BE(20), 0);
 });
 
 test('§11.8 R2T fields', () => {

@@ -11,6 +11,8 @@ const OK: readonly [ConnState, ConnEvent, ConnState][] = [
   ['full-feature', 'transport-closed', 'closed'],
   ['logged-out', 'transport-closed', 'closed'],
   ['closed', 'transport-closed', 'closed'],
+  ['full-feature', 'connection-failed', 'cleanup-wait'], // ERL 2 (§8.2)
+  ['cleanup-wait', 'cleanup-done', 'closed'],
 ];
 for (const [from, ev, to] of OK) test(`${from} --${ev}--> ${to}`, () => assert.is(transition(from, ev), to));
 
@@ -21,6 +23,9 @@ const BAD: readonly [ConnState, ConnEvent][] = [
   ['full-feature', 'login-complete'],
   ['logged-out', 'logout'],
   ['closed', 'login-pdu'],
+  ['login', 'connection-failed'], // no recovery before full feature phase
+  ['logged-out', 'connection-failed'],
+  ['cleanup-wait', 'login-pdu'],
 ];
 for (const [from, ev] of BAD) {
   test(`${from} rejects ${ev}`, () => assert.throws(() => transition(from, ev), (e: unknown) => e instanceof StateError && e.code === 'ISCSI_BAD_STATE'));
@@ -46,6 +51,7 @@ test('a normal session in full feature phase takes everything but Login', () => 
   assert.ok(accepts('full-feature', 'data-out', false));
   assert.not.ok(accepts('full-feature', 'login', false));
   assert.not.ok(accepts('logged-out', 'nop-out', false));
+  assert.not.ok(accepts('cleanup-wait', 'data-out', false));
 });
 
 test.run();

@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { rfcDefaults, type Negotiated } from '../../../src/fabrics/iscsi/negotiation';
 import type { DataOut } from '../../../src/fabrics/iscsi/pdu';
-import { Task, TaskError, type TaskHost, type TaskInit } from '../../../src/fabrics/iscsi/task';
+import { MAX_TASK_RECOVERIES, Task, TaskError, type TaskHost, type TaskInit } from '../../../src/fabrics/iscsi/task';
 import type { Nexus } from '../../../src/scsi/types';
 
 const nexus = { id: 'n' } as Nexus;
@@ -138,6 +138,100 @@ test('ScsiCommand fields from the iSCSI command', () => {
   assert.is(t.cmd.dataOutLength, 0);
   assert.is(t.cmd.attribute, 'ordered');
   assert.is(t.cmd.tag, 9);
+});
+
+// ---- recovery (ERL >= 1 / 2)
+
+test('§7.8 data digest error on a solicited Data-Out: a recovery R2T for exactly that range, data correct', async () => {
+  const h = host({ maxBurstLength: 4096, maxOutstandingR2T: 1, initialR2T: true });
+  const t = new Task(init({ edtl: 4096 }), nexus, h);
+  const p = t.cmd.dataOut(4096);
+  const src = bytes(4096);
+  const ttt = h.r2ts[0]!.ttt;
+  t.receiveDataOut(dout(ttt, 0, 0, 1024, false), [src.subarray(0, 1024)]);
+  t.dataLost(dout(ttt, 1, 1024, 1024, false));
+  t.receiveDataOut(dout(ttt, 2, 2048, 1024, false), [src.subarray(2048, 3072)]);
+  assert.is(h.r2ts.length, 1, 'no recovery R2T while the R2T is still open');
+  t.receiveDataOut(dout(ttt, 3, 3072, 1024), [src.subarray(3072)]);
+  assert.equal(h.r2ts[1], { ttt: 101, r2tSN: 1, offset: 1024, length: 1024 });
+  t.receiveDataOut(dout(101, 0, 1024, 1024), [src.subarray(1024, 2048)]);
+  assert.ok((await p).equals(src));
+});
+
+test('ERL 1: a Data-Out lost to a header digest error shows as a DataSN/offset gap → recovery R2T', async () => {
+  const h = host({ maxBurstLength: 4096, maxOutstandingR2T: 1, initialR2T: true, errorRecoveryLevel: 1 });
+  const t = new Task(init({ edtl: 4096 }), nexus, h);
+  const p = t.cmd.dataOut(4096);
+  const src = bytes(4096);
+  const ttt = h.r2ts[0]!.ttt;
+  t.receiveDataOut(dout(ttt, 0, 0, 1024, false), [src.subarray(0, 1024)]);
+  // DataSN 1 and 2 never arrived.
+  t.receiveDataOut(dout(ttt, 3, 3072, 1024), [src.subarray(3072)]);
+  assert.equal(h.r2ts[1], { ttt: 101, r2tSN: 1, offset: 1024, length: 2048 });
+  t.receiveDataOut(dout(101, 0, 1024, 2048), [src.subarray(1024, 3072)]);
+  assert.ok((await p).equals(src));
+  // At ERL 0 the same gap is a sequence error.
+  const z = host({ maxBurstLength: 4096, initialR2T: true });
+  const u = new Task(init({ edtl: 4096 }), nexus, z);
+  void u.cmd.dataOut(4096);
+  assert.throws(() => u.receiveDataOut(dout(z.r2ts[0]!.ttt, 3, 3072, 1024), [src.subarray(3072)]), (e: unknown) => e instanceof TaskError && e.code === 'ISCSI_DATASN');
+});
+
+test('damaged unsolicited Data-Out: the hole is solicited once the core asks', async () => {
+  const h = host({ initialR2T: false, firstBurstLength: 2048, maxBurstLength: 4096 });
+  const t = new Task(init({ edtl: 2048, final: false }), nexus, h);
+  const src = bytes(2048);
+  t.receiveDataOut(dout(0xffffffff, 0, 0, 1024, false), [src.subarray(0, 1024)]);
+  t.dataLost(dout(0xffffffff, 1, 1024, 1024));
+  assert.ok(t.unsolicitedComplete, 'the damaged PDU still counts for the sequence');
+  assert.is(h.r2ts.length, 0);
+  const p = t.cmd.dataOut(2048);
+  assert.equal(h.r2ts, [{ ttt: 100, r2tSN: 0, offset: 1024, length: 1024 }]);
+  t.receiveDataOut(dout(100, 0, 1024, 1024), [src.subarray(1024)]);
+  assert.ok((await p).equals(src));
+});
+
+test('a damaged Data-Out that does not fit its sequence, or too many of them, is a TaskError', () => {
+  const h = host({ maxBurstLength: 1 << 20, initialR2T: true });
+  const t = new Task(init({ edtl: 1 << 20 }), nexus, h);
+  void t.cmd.dataOut(1 << 20).catch(() => undefined);
+  const ttt = h.r2ts[0]!.ttt;
+  assert.throws(() => t.dataLost(dout(ttt, 5, 0, 512)), (e: unknown) => e instanceof TaskError && e.code === 'ISCSI_DATASN');
+  const u = new Task(init({ edtl: 1 << 20 }), nexus, h);
+  void u.cmd.dataOut(1 << 20).catch(() => undefined);
+  const ttt2 = h.r2ts[h.r2ts.length - 1]!.ttt;
+  for (let i = 0; i < MAX_TASK_RECOVERIES; i++) u.dataLost(dout(ttt2, i, i * 512, 512, false));
+  assert.throws(() => u.dataLost(dout(ttt2, MAX_TASK_RECOVERIES, MAX_TASK_RECOVERIES * 512, 512)), (e: unknown) => e instanceof TaskError && e.code === 'ISCSI_TOO_MANY_RECOVERIES');
+});
+
+test('§7.2.2 orphan + reassign: no R2T while orphaned; the new host gets R2Ts for what is missing', async () => {
+  const a = host({ maxBurstLength: 2048, maxOutstandingR2T: 2, initialR2T: true });
+  const t = new Task(init({ edtl: 4096 }), nexus, a);
+  const p = t.cmd.dataOut(4096);
+  const src = bytes(4096);
+  assert.equal(a.r2ts.map((r) => r.offset), [0, 2048]);
+  t.receiveDataOut(dout(a.r2ts[0]!.ttt, 0, 0, 2048), [src.subarray(0, 2048)]);
+  t.receiveDataOut(dout(a.r2ts[1]!.ttt, 0, 2048, 512, false), [src.subarray(2048, 2560)]);
+  t.orphan(1);
+  assert.is(t.host, null);
+  assert.is(t.orphanCid, 1);
+  const b = host({ maxBurstLength: 2048, maxOutstandingR2T: 2, initialR2T: true });
+  t.reassign(b);
+  assert.equal(b.r2ts, [{ ttt: 100, r2tSN: 2, offset: 2560, length: 1536 }]);
+  t.receiveDataOut(dout(100, 0, 2560, 1536), [src.subarray(2560)]);
+  assert.ok((await p).equals(src));
+});
+
+test('§11.16.1 R2T SNACK resends open R2Ts by R2TSN; unknown runs are refused', () => {
+  const h = host({ maxBurstLength: 1024, maxOutstandingR2T: 2, initialR2T: true });
+  const t = new Task(init({ edtl: 4096 }), nexus, h);
+  void t.cmd.dataOut(4096);
+  assert.is(h.r2ts.length, 2);
+  assert.ok(t.resendR2ts(1, 1));
+  assert.equal(h.r2ts[2], h.r2ts[1]);
+  assert.ok(t.resendR2ts(0, 0));
+  assert.is(h.r2ts.length, 5);
+  assert.not.ok(t.resendR2ts(7, 1));
 });
 
 test.run();
