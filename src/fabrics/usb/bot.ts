@@ -236,6 +236,13 @@ export interface BotEndpoints {
   readOut(max: number): Promise<Buffer>;
   /** Bulk-IN write; completes when the host took it. Length 0 sends a zero-length packet. */
   writeIn(data: Buffer): Promise<void>;
+  /**
+   * Optional: one bulk-IN write of several buffers back to back (writev). Lets the last
+   * data-in chunk and the CSW go out in one transfer when the data fills the host's request
+   * exactly (§6.7.2 case 6): the host's data request ends on its length, the CSW's 13-byte
+   * short packet lands in its next request. Saves one endpoint round trip per READ.
+   */
+  writeInv?(parts: readonly Buffer[]): Promise<void>;
   haltIn(): Promise<void>;
   haltOut(): Promise<void>;
   /**
@@ -267,6 +274,13 @@ export interface BotOptions {
   readonly stallDataOut?: boolean;
   /** Largest single bulk transfer (rounded down to the max packet size). Default 256 KiB, at most 1 MiB. */
   readonly chunkSize?: number;
+  /**
+   * Do not wait for the CSW to be taken before reading the next CBW: the host sends the next
+   * CBW only after it has the CSW, so the read can be queued while the CSW is still in
+   * flight (one round trip less per command). The write is awaited before the next bulk-IN
+   * operation; its failure is reported then. Default false.
+   */
+  readonly pipelineStatus?: boolean;
   /** Called with every outcome (logging, tests). */
   readonly onOutcome?: (o: BotOutcome) => void;
 }
@@ -407,6 +421,9 @@ export class BotFunction {
   private readonly chunk: number;
   private readonly stallDataIn: boolean;
   private readonly stallDataOut: boolean;
+  private readonly pipelineStatus: boolean;
+  /** The CSW write still in flight (pipelineStatus). */
+  private pendingIn: Promise<void> | undefined;
   private readonly ep: BotEndpoints;
   private readonly port: ScsiPort;
   private readonly nexus: Nexus;
@@ -434,6 +451,7 @@ export class BotFunction {
     this.chunk = chunk;
     this.stallDataIn = opts.stallDataIn ?? true;
     this.stallDataOut = opts.stallDataOut ?? false;
+    this.pipelineStatus = opts.pipelineStatus ?? false;
     this.ep = opts.endpoints;
     this.port = opts.port;
     this.nexus = opts.nexus;
@@ -480,6 +498,7 @@ export class BotFunction {
   async disable(): Promise<void> {
     this.state_ = 'disabled';
     this.generation++;
+    this.pendingIn = undefined;
     this.abandonCurrent();
     // Also release a CBW read or a wait for Reset Recovery (FunctionFS: ESHUTDOWN does this).
     this.ep.cancel?.();
@@ -492,6 +511,7 @@ export class BotFunction {
   /** Bulk-Only Mass Storage Reset (BOT §3.1): abandon the command, ready for the next CBW. */
   async reset(): Promise<void> {
     this.generation++;
+    this.pendingIn = undefined;
     this.heldSense.clear();
     const cur = this.current;
     this.abandonCurrent();
@@ -520,6 +540,14 @@ export class BotFunction {
       return { kind: 'ack' };
     }
     return answer;
+  }
+
+  /** Wait for a pipelined CSW write; rethrows its failure. */
+  private async settleIn(): Promise<void> {
+    const p = this.pendingIn;
+    if (!p) return;
+    this.pendingIn = undefined;
+    await p;
   }
 
   private abandonCurrent(): void {
@@ -564,6 +592,7 @@ export class BotFunction {
   private async refuseCbw(problem: CbwProblem, length: number): Promise<BotOutcome> {
     this.state_ = 'needs-reset';
     try {
+      await this.settleIn();
       await this.ep.haltIn();
       await this.ep.haltOut();
     } catch (e) {
@@ -683,12 +712,22 @@ export class BotFunction {
     const cls = classifyCase(hostDir, H, devDir, devLength);
     const phase = cls.phaseError || coreError !== undefined;
 
+    const ok = result.status === Status.GOOD || result.status === Status.CONDITION_MET;
+    const status: CswStatusValue = phase ? CswStatus.PHASE_ERROR : ok ? CswStatus.PASSED : CswStatus.FAILED;
+    await this.settleIn();
     let residue = 0;
+    let cswSent = false;
     if (hostDir === 'in') {
       let sent = 0;
       if (cls.botCase === 'Hi<>Do' || coreError !== undefined) {
         // §6.7.2 case 8: no data; stall Bulk-In.
         await this.ep.haltIn();
+      } else if (cls.botCase === 'Hi=Di' && H % this.mps === 0 && this.ep.writeInv && !phase) {
+        // Case 6: residue 0, status known now; the CSW rides on the last data write. Only when
+        // the data ends on a packet boundary: else data tail + CSW would share one packet,
+        // longer than what the host's request has left (babble).
+        sent = await this.sendDataIn(result.dataIn, H, flight, encodeCsw(cbw.dCBWTag, 0, status));
+        cswSent = true;
       } else {
         sent = await this.sendDataIn(result.dataIn, H, flight);
       }
@@ -706,9 +745,15 @@ export class BotFunction {
     }
     if (flight.aborted) throw new AbandonedError('command abandoned');
 
-    const ok = result.status === Status.GOOD || result.status === Status.CONDITION_MET;
-    const status: CswStatusValue = phase ? CswStatus.PHASE_ERROR : ok ? CswStatus.PASSED : CswStatus.FAILED;
-    await this.ep.writeIn(encodeCsw(cbw.dCBWTag, residue, status));
+    if (!cswSent) {
+      const w = this.ep.writeIn(encodeCsw(cbw.dCBWTag, residue, status));
+      if (this.pipelineStatus) {
+        w.catch(() => undefined); // reported by settleIn, unless a reset/disable made it moot
+        this.pendingIn = w;
+      } else {
+        await w;
+      }
+    }
     const outcome: BotOutcome = {
       kind: 'csw',
       tag: cbw.dCBWTag,
@@ -727,12 +772,24 @@ export class BotFunction {
    * with a short packet (a ZLP if the data filled its last packet) and, with stallDataIn, halt
    * Bulk-In: §6.7.2 cases 4 and 5, as f_mass_storage does. Returns the bytes sent.
    */
-  private async sendDataIn(data: Buffer | undefined, H: number, flight: InFlight): Promise<number> {
+  private async sendDataIn(data: Buffer | undefined, H: number, flight: InFlight, csw?: Buffer): Promise<number> {
     const len = Math.min(data?.length ?? 0, H);
     const step = this.chunkBytes;
     for (let off = 0; off < len; off += step) {
       if (flight.aborted) throw new AbandonedError('command abandoned');
-      await this.ep.writeIn((data as Buffer).subarray(off, Math.min(off + step, len)));
+      const piece = (data as Buffer).subarray(off, Math.min(off + step, len));
+      if (csw && off + step >= len && this.ep.writeInv) {
+        // The CSW must not wait for the host: with pipelining, like a separate CSW write.
+        const w = this.ep.writeInv([piece, csw]);
+        if (this.pipelineStatus) {
+          w.catch(() => undefined);
+          this.pendingIn = w;
+        } else {
+          await w;
+        }
+      } else {
+        await this.ep.writeIn(piece);
+      }
     }
     if (len < H) {
       if (len % this.mps === 0) await this.ep.writeIn(Buffer.alloc(0));

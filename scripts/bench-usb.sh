@@ -1,0 +1,91 @@
+#!/bin/sh
+# USB mass-storage throughput: lunbox (FunctionFS + BOT in Node) against the kernel's own
+# f_mass_storage, on the same dummy_hcd loopback, the same backing file (tmpfs) and the same
+# host driver (usb-storage), with sequential 1 MiB O_DIRECT dd reads and writes.
+# Prints one line per run and a table with the lunbox/kernel ratio (goal >= 0.9).
+#
+#   scripts/bench-usb.sh                 on the host: boots the VM (scripts/vm/run-in-vm.sh)
+#   BENCH_MB=256 BENCH_RUNS=2 USB_SPEED=high|super BENCH_FIO=1   knobs (passed into the VM)
+# Inside the VM (VM=1) it runs the benchmark itself. Exit status 0 when both sides ran.
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+if [ -z "${VM:-}" ]; then
+	export VM_PASSENV="${VM_PASSENV:-} BENCH_MB BENCH_RUNS USB_SPEED BENCH_FIO LUNBOX_CMD"
+	exec "$HERE/vm/run-in-vm.sh" "$0"
+fi
+REPO=$(cd "${VM_SCRIPT_DIR:-$HERE}/.." && pwd)
+. "$REPO/scripts/vm/lib-usb.sh"
+MB=${BENCH_MB:-256}
+RUNS=${BENCH_RUNS:-2}
+
+usb_modules
+mkdir -p /mnt/bench
+mount -t tmpfs -o size=$((MB + 32))M tmpfs /mnt/bench
+IMG=/mnt/bench/backing.img
+dd if=/dev/zero of=$IMG bs=1M count=$MB status=none
+lunbox_bundle || { echo "bundle failed"; exit 1; }
+say "kernel $(uname -r), accel=${VM_ACCEL:-?}, ${USB_SPEED:-high} speed, $MB MiB, best of $RUNS, dd bs=1M direct"
+
+# dd_mbs ARGS...: run dd, print MB/s (decimal, as dd does)
+dd_mbs() {
+	dd "$@" 2>&1 | awk '/copied/ { for (i = 1; i <= NF; i++) if ($i == "s,") t = $(i - 1); b = $1 } END { if (t > 0) printf "%.1f", b / t / 1e6; else print "0" }'
+}
+# measure NAME DEV: sets R_<NAME>, W_<NAME> (best of RUNS)
+measure() {
+	best_r=0; best_w=0
+	for i in $(seq 1 "$RUNS"); do
+		r=$(dd_mbs if=/dev/$2 of=/dev/null bs=1M count=$MB iflag=direct)
+		w=$(dd_mbs if=/dev/zero of=/dev/$2 bs=1M count=$MB oflag=direct)
+		echo "  $1 run $i: read $r MB/s, write $w MB/s"
+		best_r=$(awk -v a="$best_r" -v b="$r" 'BEGIN{print (b > a) ? b : a}')
+		best_w=$(awk -v a="$best_w" -v b="$w" 'BEGIN{print (b > a) ? b : a}')
+	done
+	if [ "${BENCH_FIO:-0}" = 1 ] && command -v fio >/dev/null; then
+		for rw in read write; do
+			fio --name=b --filename=/dev/$2 --rw=$rw --bs=1M --direct=1 --ioengine=libaio --iodepth=4 \
+				--size=${MB}M --output-format=terse --terse-version=3 2>/dev/null |
+				awk -F';' -v n="$1" -v rw=$rw '{ bw = (rw == "read") ? $7 : $48; printf "  %s fio %s qd4: %.1f MB/s\n", n, rw, bw * 1.024 / 1000 }'
+		done
+	fi
+	eval "R_$1=$best_r; W_$1=$best_w"
+}
+
+# --- kernel f_mass_storage ---------------------------------------------------------------
+G=/sys/kernel/config/usb_gadget/msbench
+mkdir $G
+echo 0x1d6b >$G/idVendor; echo 0x0104 >$G/idProduct
+mkdir $G/strings/0x409 $G/configs/c.1 $G/configs/c.1/strings/0x409
+echo MSBENCH >$G/strings/0x409/serialnumber
+mkdir $G/functions/mass_storage.0
+echo $IMG >$G/functions/mass_storage.0/lun.0/file
+ln -s $G/functions/mass_storage.0 $G/configs/c.1/
+ls /sys/class/udc | head -n1 >$G/UDC
+if wait_sd Linux; then
+	say "kernel mass_storage: /dev/$DEV max_sectors_kb=$(cat /sys/block/$DEV/queue/max_sectors_kb)"
+	measure kernel $DEV
+else
+	echo "kernel mass_storage: no /dev/sdX"; R_kernel=0; W_kernel=0
+fi
+KDEV=$DEV
+echo "" >$G/UDC
+rm $G/configs/c.1/mass_storage.0
+rmdir $G/configs/c.1/strings/0x409 $G/configs/c.1 $G/functions/mass_storage.0 $G/strings/0x409 $G
+wait_no_sd "$KDEV" || true
+
+# --- lunbox --------------------------------------------------------------------------------
+if lunbox_start --backstore file:$IMG && wait_sd LUNBOX; then
+	say "lunbox: /dev/$DEV max_sectors_kb=$(cat /sys/block/$DEV/queue/max_sectors_kb)"
+	measure lunbox $DEV
+else
+	echo "lunbox: did not start or no /dev/sdX"; cat "$LUNBOX_LOG"; R_lunbox=0; W_lunbox=0
+fi
+lunbox_stop TERM
+grep -E 'warn|error' "$LUNBOX_LOG" | head -n 5
+
+say "sequential 1 MiB O_DIRECT, MB/s (best of $RUNS)"
+printf '%-24s %8s %8s\n' "" read write
+printf '%-24s %8s %8s\n' "kernel f_mass_storage" "$R_kernel" "$W_kernel"
+printf '%-24s %8s %8s\n' "lunbox (FunctionFS+BOT)" "$R_lunbox" "$W_lunbox"
+awk -v kr="$R_kernel" -v kw="$W_kernel" -v lr="$R_lunbox" -v lw="$W_lunbox" \
+	'BEGIN { printf "%-24s %8.2f %8.2f\n", "ratio lunbox/kernel", (kr > 0) ? lr / kr : 0, (kw > 0) ? lw / kw : 0 }'
+awk -v a="$R_kernel" -v b="$R_lunbox" 'BEGIN { exit !(a > 0 && b > 0) }'

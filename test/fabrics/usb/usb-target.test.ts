@@ -1,0 +1,157 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as path from 'node:path';
+import { openRam } from '../../../src/backstores';
+import { CswStatus } from '../../../src/fabrics/usb/bot';
+import type { ConfigFs } from '../../../src/fabrics/usb/gadget';
+import { UsbTarget, UsbTargetError } from '../../../src/fabrics/usb/usb-target';
+import type { UsbTargetOptions } from '../../../src/fabrics/usb/usb-target';
+import { LogicalUnit } from '../../../src/scsi/index';
+import { FakeConfigFs } from './fake-configfs';
+import { FakeFfsIo } from './fake-ffs-io';
+
+const MNT = '/run/test-ffs';
+
+/**
+ * configfs whose UDC attribute drives the fake FunctionFS as the kernel would: binding queues
+ * BIND and (the host configures at once) ENABLE; unbinding shuts the endpoints down and queues
+ * DISABLE + UNBIND.
+ */
+function linked(cfs: FakeConfigFs, io: FakeFfsIo): ConfigFs {
+  return {
+    mkdir: (p) => cfs.mkdir(p),
+    rmdir: (p) => cfs.rmdir(p),
+    readAttr: (p) => cfs.readAttr(p),
+    symlink: (t, p) => cfs.symlink(t, p),
+    unlink: (p) => cfs.unlink(p),
+    readdir: (p) => cfs.readdir(p),
+    kind: (p) => cfs.kind(p),
+    async writeAttr(p, v) {
+      const isUdc = path.basename(p) === 'UDC';
+      if (isUdc && v.trim() !== '' && io.bus.ep0.blobs.length >= 2) cfs.setFfsReady('lunbox');
+      await cfs.writeAttr(p, v);
+      if (!isUdc) return;
+      if (v.trim() === '') {
+        io.disable();
+        io.bus.ep0.event('disable');
+        io.bus.ep0.event('unbind');
+      } else {
+        io.enable();
+        io.sysfs.set(path.join(cfs.udcClass, v.trim(), 'current_speed'), 'high-speed\n');
+        io.bus.ep0.event('bind');
+        io.bus.ep0.event('enable');
+      }
+    },
+  };
+}
+
+interface Env {
+  cfs: FakeConfigFs;
+  io: FakeFfsIo;
+  logs: string[];
+  opts: (o?: Partial<UsbTargetOptions>) => Promise<UsbTargetOptions>;
+}
+
+async function withEnv(udcs: string[], body: (e: Env) => Promise<void>): Promise<void> {
+  const cfs = await FakeConfigFs.create(udcs);
+  const io = new FakeFfsIo({ timeoutMs: 2000 });
+  const logs: string[] = [];
+  const opts = async (o: Partial<UsbTargetOptions> = {}): Promise<UsbTargetOptions> => ({
+    gadget: { acm: true, serial: 'T0001', product: 'lunbox test' },
+    luns: [{ lun: 0, unit: new LogicalUnit({ backstore: await openRam({ name: 'r0', size: 1 << 20 }) }) }],
+    log: (level, msg) => logs.push(`${level}: ${msg}`),
+    configFs: linked(cfs, io),
+    configfsRoot: cfs.configfs,
+    udcClass: cfs.udcClass,
+    ffsIo: io,
+    mountPoint: MNT,
+    preflight: false,
+    ...o,
+  });
+  try {
+    await body({ cfs, io, logs, opts });
+  } finally {
+    await cfs.dispose();
+  }
+}
+
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    assert.instance(e, UsbTargetError);
+    return (e as UsbTargetError).code;
+  }
+  return 'none';
+}
+
+test('start: gadget (ffs + acm) built, FunctionFS mounted, UDC bound, the host gets answers; stop removes it all', async () => {
+  await withEnv(['dummy_udc.0'], async ({ cfs, io, opts, logs }) => {
+    const t = new UsbTarget(await opts());
+    await t.start();
+    await t.start(); // idempotent
+    const g = path.join(cfs.gadgets, 'lunbox');
+    assert.is((await cfs.readAttr(path.join(g, 'UDC'))).trim(), 'dummy_udc.0');
+    assert.equal((await cfs.readdir(path.join(g, 'functions'))).sort(), ['acm.usb0', 'ffs.lunbox']);
+    assert.equal(io.mounts, [{ instance: 'lunbox', dir: MNT }]);
+    assert.is(t.udc, 'dummy_udc.0');
+
+    const host = io.bus.host;
+    const inq = await host.transport({ cdb: Buffer.from([0x12, 0, 0, 0, 36, 0]), dir: 'in', length: 36 });
+    assert.is(inq.csw?.bCSWStatus, CswStatus.PASSED);
+    assert.is(inq.data.subarray(8, 16).toString().trim(), 'LUNBOX');
+    // The new nexus starts with a power-on unit attention (TEST UNIT READY takes it).
+    const ua = await host.transport({ cdb: Buffer.alloc(6), dir: 'none', length: 0 });
+    assert.is(ua.csw?.bCSWStatus, CswStatus.FAILED);
+    // READ CAPACITY(10): 2048 blocks of 512 → last LBA 2047.
+    const cap = await host.transport({ cdb: Buffer.from([0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0]), dir: 'in', length: 8 });
+    assert.is(cap.data.readUInt32BE(0), 2047);
+    assert.ok(t.counters.commands >= 2);
+    assert.is(t.counters.enables, 1);
+
+    await t.stop();
+    await t.stop(); // idempotent
+    assert.is(await cfs.kind(g), undefined, 'gadget removed');
+    assert.equal(io.mounts, []);
+    assert.ok(io.log.includes(`umount ${MNT}`));
+    assert.ok(logs.some((l) => /bound to dummy_udc\.0/.test(l)));
+  });
+});
+
+test('start after a crash: a bound gadget and a FunctionFS mount left behind are removed first', async () => {
+  await withEnv(['dummy_udc.0'], async ({ cfs, io, opts, logs }) => {
+    const crashed = new UsbTarget(await opts());
+    await crashed.start();
+    // kill -9: nothing torn down, files closed by the kernel.
+    io.disable();
+    io.bus.ep0.close();
+    const io2 = new FakeFfsIo({ timeoutMs: 2000 });
+    io2.mounts.push(...io.mounts);
+    const t = new UsbTarget(await opts({ ffsIo: io2, configFs: linked(cfs, io2) }));
+    await t.start();
+    assert.ok(logs.some((l) => /removed 1 FunctionFS mount/.test(l)));
+    assert.equal(io2.mounts, [{ instance: 'lunbox', dir: MNT }]);
+    const tur = await io2.bus.host.transport({ cdb: Buffer.alloc(6), dir: 'none', length: 0 });
+    assert.ok(tur.csw !== undefined);
+    await t.stop();
+    assert.is(await cfs.kind(path.join(cfs.gadgets, 'lunbox')), undefined);
+  });
+});
+
+test('typed errors: no UDC, unknown UDC, no configfs, bad LUN lists', async () => {
+  await withEnv([], async ({ opts }) => {
+    const t = new UsbTarget(await opts());
+    assert.is(await code(t.start()), 'NO_UDC');
+  });
+  await withEnv(['dummy_udc.0'], async ({ opts, cfs }) => {
+    const o = await opts();
+    assert.is(await code(new UsbTarget({ ...o, gadget: { ...o.gadget, udc: 'fe980000.usb' } }).start()), 'UDC_NOT_FOUND');
+    assert.is(await code(new UsbTarget({ ...o, configfsRoot: path.join(cfs.root, 'nope') }).start()), 'NO_CONFIGFS');
+    const unit = o.luns[0]?.unit as LogicalUnit;
+    assert.throws(() => new UsbTarget({ ...o, luns: [] }), /at least one LUN/);
+    assert.throws(() => new UsbTarget({ ...o, luns: [{ lun: 16, unit }] }), /0\.\.15/);
+    assert.throws(() => new UsbTarget({ ...o, luns: [{ lun: 1, unit }, { lun: 1, unit }] }), /twice/);
+  });
+});
+
+test.run();
