@@ -24,9 +24,14 @@ say() { echo "test.sh: $*" >&2; }
 # image tests sfdisk, mkfs.vfat, mtools, debugfs, xz and systemd-analyze.
 PKGS_CMDS="iscsi-inq:libiscsi-bin iscsi-ls:libiscsi-bin iscsi-test-cu:libiscsi-bin iscsi-readcapacity16:libiscsi-bin qemu-img:qemu-utils"
 PKGS_CMDS="$PKGS_CMDS sfdisk:fdisk mkfs.vfat:dosfstools mcopy:mtools debugfs:e2fsprogs xz:xz-utils systemd-analyze:systemd"
+# The USB test boots Debian's kernel under QEMU (scripts/vm) and checks the disk with sg3-utils;
+# the management test drives the serial shell through a socat PTY pair.
+PKGS_CMDS="$PKGS_CMDS qemu-system-x86_64:qemu-system-x86 cpio:cpio sg_inq:sg3-utils socat:socat"
 need_pkgs() {
   local missing="" c p
   for cp in $PKGS_CMDS; do c=${cp%%:*}; p=${cp#*:}; command -v "$c" >/dev/null || missing="$missing $p"; done
+  # a static busybox for the VM's initramfs (a dynamic one has no libc there)
+  { [ -x /bin/busybox ] && ! grep -qa '/ld-linux' /bin/busybox; } || missing="$missing busybox-static"
   # qemu-img's iscsi:// driver lives in qemu-block-extra
   if command -v qemu-img >/dev/null && ! ls /usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so /usr/lib/*/qemu/block-iscsi.so >/dev/null 2>&1; then
     missing="$missing qemu-block-extra"

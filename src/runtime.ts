@@ -9,7 +9,11 @@ import { FilePrStore } from './config/pr-store';
 import type { BackstoreConfig, Chap, IscsiTargetConfig, LunboxConfig } from './config/index';
 import { IscsiServer } from './fabrics/iscsi/index';
 import type { ChapCredentials, IscsiTargetDef, IscsiTargetParams } from './fabrics/iscsi/index';
-import { LogicalUnit, TargetPort, usePrStore } from './scsi/index';
+import { AluaGroups, LogicalUnit, TargetPort, usePrStore } from './scsi/index';
+import { UsbTarget } from './fabrics/usb/usb-target';
+import type { UsbGadgetOptions } from './fabrics/usb/usb-target';
+import { parseSize } from './backstores/index';
+import { detectHostBoard } from './board/detect';
 import type { LunMapEntry, PrStore } from './scsi/index';
 import type { Nexus } from './scsi/types';
 import type { Logger } from './util/log';
@@ -65,6 +69,9 @@ export class Runtime {
 
   /** Where APTPL reservation state lives; without it APTPL is refused (PTPL_C=0). */
   private readonly prStore: PrStore | undefined;
+  /** ALUA target port groups, shared by every target port (SPC-4 §5.15). */
+  private readonly alua: AluaGroups | undefined;
+  private usb: UsbTarget | undefined;
 
   private constructor(
     config: LunboxConfig,
@@ -73,6 +80,8 @@ export class Runtime {
   ) {
     this.cfg = config;
     this.prStore = opts.stateDir !== undefined ? new FilePrStore(nodePath.join(opts.stateDir, 'pr'), logger.log) : undefined;
+    const groups = config.iscsi?.portGroups;
+    this.alua = groups ? new AluaGroups({ portGroups: groups, ...(config.iscsi?.alua ? { alua: config.iscsi.alua } : {}) }) : undefined;
   }
 
   /** The configuration running now (after any live change). */
@@ -87,6 +96,7 @@ export class Runtime {
       await rt.openBackstores();
       rt.buildTargets();
       await rt.listen();
+      await rt.startUsb();
     } catch (err) {
       await rt.stop().catch(() => undefined);
       throw err;
@@ -116,6 +126,9 @@ export class Runtime {
         ...(b.writeCache !== undefined ? { writeCache: b.writeCache } : {}),
         ...(b.thinProvisioning !== undefined ? { thinProvisioning: b.thinProvisioning } : {}),
         ...(b.removable !== undefined ? { removable: b.removable } : {}),
+        ...(b.physicalBlockSize !== undefined ? { physicalBlockSize: b.physicalBlockSize } : {}),
+        ...(b.protection !== undefined ? { protection: { type: b.protection } } : {}),
+        ...(b.sanitizeRate !== undefined ? { sanitizeRate: typeof b.sanitizeRate === 'number' ? b.sanitizeRate : parseSize(b.sanitizeRate) } : {}),
       });
       // Persistent reservations made with APTPL come back before the unit takes a command.
       if (this.prStore) await usePrStore(unit, this.prStore);
@@ -150,7 +163,7 @@ export class Runtime {
       tpgLuns: this.tpgLunsOf(t, units),
       cache: new Map<string, readonly LunMapEntry[]>(),
       portals: this.portalsFor(t, cfg),
-      port: new TargetPort({ lunMap: (nexus: Nexus) => lunMapFor(state, nexus.initiatorName) }),
+      port: new TargetPort({ lunMap: (nexus: Nexus) => lunMapFor(state, nexus.initiatorName), ...(this.alua ? { alua: this.alua } : {}) }),
       defs: [],
     };
     return state;
@@ -167,7 +180,7 @@ export class Runtime {
         demoMode: cfg.demoMode ?? !(cfg.acls && cfg.acls.length > 0),
         acls: (cfg.acls ?? []).map((a) => ({ initiator: a.initiator, ...(a.auth ? { auth: chap(a.auth) } : {}) })),
         ...(cfg.auth ? { auth: chap(cfg.auth) } : {}),
-        relativePortId: i + 1,
+        relativePortId: cfg.relativePortId ?? i + 1,
         port: t.port,
         ...(cfg.params ? { params: cfg.params as Partial<IscsiTargetParams> } : {}),
       };
@@ -374,9 +387,47 @@ export class Runtime {
     return out;
   }
 
+  /** USB mass storage on the board's device port: gadget, FunctionFS, Bulk-Only Transport. */
+  private async startUsb(): Promise<void> {
+    const u = this.config.usb;
+    if (!u) return;
+    if (u.luns.length === 0) {
+      this.logger.warn('usb: no LUNs configured: the gadget is not started');
+      return;
+    }
+    const luns = u.luns.map((l) => {
+      const unit = this.units.get(l.backstore);
+      if (!unit) throw new Error(`usb: LUN ${l.lun} names backstore '${l.backstore}' which is not defined`);
+      return { lun: l.lun, unit, ...(l.readOnly ? { readOnly: true } : {}) };
+    });
+    const g = u.gadget ?? {};
+    // 'auto' (or nothing): the board's own UDC when lunbox knows the board, else the first one.
+    const udc = g.udc === undefined || g.udc === 'auto' ? detectHostBoard().udc : g.udc;
+    const gadget: UsbGadgetOptions = {
+      ...(g.name !== undefined ? { name: g.name } : {}),
+      ...(g.vendorId !== undefined ? { vendorId: g.vendorId } : {}),
+      ...(g.productId !== undefined ? { productId: g.productId } : {}),
+      ...(g.manufacturer !== undefined ? { manufacturer: g.manufacturer } : {}),
+      ...(g.product !== undefined ? { product: g.product } : {}),
+      ...(g.serial !== undefined ? { serial: g.serial } : {}),
+      ...(udc !== undefined ? { udc } : {}),
+      ...(g.acm !== undefined ? { acm: g.acm } : {}),
+      ...(g.maxPower !== undefined ? { maxPower: g.maxPower } : {}),
+    };
+    this.usb = new UsbTarget({ gadget, luns, log: this.logger.log });
+    await this.usb.start();
+  }
+
+  /** The UDC the USB gadget is bound to, when USB is on. */
+  usbUdc(): string | undefined {
+    return this.usb?.udc;
+  }
+
   /** Clean shutdown: ask initiators to log out, close portals, flush and close every backstore. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      // The USB host goes first: unbinding the gadget ends its commands before the flush.
+      if (this.usb) await this.usb.stop().catch((e: Error) => this.logger.warn(`stopping USB gadget: ${e.message}`));
       if (this.server) await this.server.close().catch((e: Error) => this.logger.warn(`closing iSCSI server: ${e.message}`));
       // Flush first so every acknowledged write is durable, then close: a LogicalUnit
       // owns its backstore and closes it.

@@ -11,7 +11,7 @@
 # Prints "PASS: ..." / "FAIL: ..." per check and "guest-usb: N passed, M failed" at the end;
 # exits 0 only when nothing failed.
 #   USB_SPEED=high|super  dummy_hcd speed (VM_PASSENV=USB_SPEED)
-#   LUNBOX_CMD="node /x/dist/lunbox.js serve --usb"  use another entry (gets --backstore/--acm)
+#   LUNBOX_CMD="node /x/dist/lunbox.js serve --usb"  another lunbox (default: this repo's dist/lunbox.js)
 # Usage: scripts/vm/run-in-vm.sh scripts/vm/guest-usb.sh
 set -u
 REPO=$(cd "${VM_SCRIPT_DIR:-$(dirname "$0")}/../.." && pwd)
@@ -36,7 +36,7 @@ say "kernel $(uname -r), UDCs: $(ls /sys/class/udc | tr '\n' ' ')"
 mkdir -p /mnt/store /mnt/fat
 mount -t tmpfs -o size=300M tmpfs /mnt/store
 IMG=/mnt/store/disk.img
-lunbox_bundle || { fail "bundle usb-serve.ts"; finish; }
+lunbox_bundle || { fail "dist/lunbox.js present"; finish; }
 
 # --- 1. start, enumerate ---------------------------------------------------------------
 t0=$(date +%s.%N)

@@ -3,14 +3,14 @@
 #
 #   usb_modules              load configfs, dummy_hcd (high speed; USB_SPEED=super for SS),
 #                            libcomposite, usb_f_fs, usb_f_acm, usb-storage, sd, cdc_acm
-#   lunbox_bundle            build the USB serve entry into $LUNBOX_JS (unless $LUNBOX_CMD set)
+#   lunbox_bundle            check that the one-file bundle dist/lunbox.js is there (unless $LUNBOX_CMD set)
 #   lunbox_start ARGS...     start it in the background ($LUNBOX_PID), wait for "usb: ready"
 #   lunbox_stop [SIGNAL]     stop it and wait
 #   wait_sd VENDOR           wait for /dev/sdX whose SCSI vendor is VENDOR; sets $DEV
 #   wait_no_sd DEV           wait until /dev/DEV has gone
 
 : "${REPO:?set REPO (the repository root) before sourcing lib-usb.sh}"
-LUNBOX_JS=${LUNBOX_JS:-/tmp/lunbox-usb/usb-serve.js}
+LUNBOX_JS=${LUNBOX_JS:-$REPO/dist/lunbox.js}
 LUNBOX_LOG=${LUNBOX_LOG:-/tmp/lunbox-usb.log}
 
 say() { echo "== $*"; }
@@ -28,9 +28,7 @@ usb_modules() {
 
 lunbox_bundle() {
 	[ -n "${LUNBOX_CMD:-}" ] && return 0
-	mkdir -p "$(dirname "$LUNBOX_JS")"
-	"$REPO/node_modules/.bin/esbuild" "$REPO/scripts/vm/usb-serve.ts" --bundle --platform=node --target=node18 \
-		--format=cjs --log-level=warning --outfile="$LUNBOX_JS"
+	[ -f "$LUNBOX_JS" ] || { echo "$LUNBOX_JS missing: run 'npm run build' on the host first"; return 1; }
 }
 
 # lunbox_start ARGS... : extra arguments for the serve entry (e.g. --backstore file:X --acm)
@@ -39,7 +37,7 @@ lunbox_start() {
 	if [ -n "${LUNBOX_CMD:-}" ]; then
 		$LUNBOX_CMD "$@" >>"$LUNBOX_LOG" 2>&1 &
 	else
-		node "$LUNBOX_JS" "$@" >>"$LUNBOX_LOG" 2>&1 &
+		node "$LUNBOX_JS" serve --usb --control none "$@" >>"$LUNBOX_LOG" 2>&1 &
 	fi
 	LUNBOX_PID=$!
 	i=0

@@ -37,6 +37,14 @@ export interface ServeOptions {
   readonly control?: string;
   /** Directory for state kept across restarts (APTPL reservations); 'none': keep nothing. */
   readonly stateDir?: string;
+  /** Export the LUN as USB mass storage on the board's device port. */
+  readonly usb: boolean;
+  /** UDC to bind (/sys/class/udc); default the board's or the first. */
+  readonly udc?: string;
+  /** An ACM serial function beside the USB disk. */
+  readonly acm: boolean;
+  /** USB serial number string of the gadget. */
+  readonly usbSerial?: string;
 }
 
 export type Command =
@@ -99,7 +107,7 @@ export function parseBackstore(text: string): BackstoreSpec {
   }
 }
 
-const SERVE_FLAGS = ['--config', '--listen', '--backstore', '--iqn', '--read-only', '--block-size', '--console', '--control', '--state-dir', '--verbose', '--quiet', '--help'];
+const SERVE_FLAGS = ['--config', '--listen', '--backstore', '--iqn', '--read-only', '--block-size', '--console', '--control', '--state-dir', '--usb', '--udc', '--acm', '--serial', '--verbose', '--quiet', '--help'];
 
 export function parseArgs(argv: readonly string[]): Command {
   const args = [...argv];
@@ -140,6 +148,10 @@ function parseServe(args: string[]): Command {
   let consoleDevice: string | undefined;
   let control: string | undefined;
   let stateDir: string | undefined;
+  let usb = false;
+  let udc: string | undefined;
+  let acm = false;
+  let usbSerial: string | undefined;
   for (let i = 0; i < args.length; i++) {
     const raw = args[i] ?? '';
     const eq = raw.startsWith('--') ? raw.indexOf('=') : -1;
@@ -189,6 +201,19 @@ function parseServe(args: string[]): Command {
       case '--state-dir':
         stateDir = value();
         break;
+      case '--usb':
+        usb = true;
+        break;
+      case '--udc':
+        udc = value();
+        usb = true;
+        break;
+      case '--acm':
+        acm = true;
+        break;
+      case '--serial':
+        usbSerial = value();
+        break;
       case '--verbose':
       case '-v':
         verbose = true;
@@ -201,9 +226,10 @@ function parseServe(args: string[]): Command {
         throw new UsageError(`unknown option '${raw}' for serve; valid: ${SERVE_FLAGS.join(', ')}`);
     }
   }
-  if (config !== undefined && (backstore || iqn !== undefined || readOnly || blockSize !== undefined)) {
-    throw new UsageError('--config cannot be combined with --backstore/--iqn/--read-only/--block-size: put those in the config file');
+  if (config !== undefined && (backstore || iqn !== undefined || readOnly || blockSize !== undefined || usb || acm || usbSerial !== undefined)) {
+    throw new UsageError('--config cannot be combined with --backstore/--iqn/--read-only/--block-size/--usb/--udc/--acm/--serial: put those in the config file');
   }
+  if (!usb && (acm || usbSerial !== undefined)) throw new UsageError('--acm and --serial describe the USB gadget: add --usb');
   return {
     kind: 'serve',
     opts: {
@@ -211,6 +237,10 @@ function parseServe(args: string[]): Command {
       readOnly,
       verbose,
       quiet,
+      usb,
+      acm,
+      ...(udc !== undefined ? { udc } : {}),
+      ...(usbSerial !== undefined ? { usbSerial } : {}),
       ...(config !== undefined ? { config } : {}),
       ...(backstore ? { backstore } : {}),
       ...(iqn !== undefined ? { iqn } : {}),

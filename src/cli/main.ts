@@ -35,6 +35,12 @@ See 'lunbox serve --help' for the options.`;
 const HELP_SERVE = `Usage: lunbox serve [OPTIONS]
 
 Quick one-LUN export (no config file):
+      --usb              export it as USB mass storage on the board's device port
+                         (configfs gadget + FunctionFS; iSCSI then only with --listen)
+      --udc NAME         the USB device controller (/sys/class/udc) [the board's]
+      --acm              add an ACM serial port beside the disk (/dev/ttyGS0 here,
+                         /dev/ttyACM0 on the computer)
+      --serial TEXT      USB serial number string
   -b, --backstore SPEC   what to export as LUN 0 [ram:64M]
                            ram:SIZE           sparse RAM disk, e.g. ram:1G
                            file:PATH[:SIZE]   image file; created sparse at SIZE if missing
@@ -80,7 +86,8 @@ function defaultIqn(): string {
 /** The config `serve` runs when no --config is given: one LUN, one target, one portal. */
 export function quickConfig(opts: ServeOptions): LunboxConfig {
   const spec = opts.backstore ?? { type: 'ram' as const, size: '64M' };
-  const listen = opts.listen.length > 0 ? opts.listen : [{ address: '127.0.0.1', port: 3260 }];
+  // iSCSI on 127.0.0.1:3260 unless this is a USB export without --listen.
+  const listen = opts.listen.length > 0 ? opts.listen : opts.usb ? [] : [{ address: '127.0.0.1', port: 3260 }];
   const name = spec.type === 'ram' ? 'ram0' : spec.type === 'file' ? 'file0' : 'block0';
   const raw = {
     version: 1,
@@ -92,12 +99,30 @@ export function quickConfig(opts: ServeOptions): LunboxConfig {
         ...('size' in spec && spec.size !== undefined ? { size: spec.size } : {}),
         ...(opts.readOnly ? { readOnly: true } : {}),
         ...(opts.blockSize !== undefined ? { blockSize: opts.blockSize } : {}),
+        // A USB disk is removable medium, like the kernel's mass_storage LUNs.
+        ...(opts.usb ? { removable: true } : {}),
       },
     ],
-    iscsi: {
-      portals: listen.map((l) => ({ address: l.address, port: l.port })),
-      targets: [{ iqn: opts.iqn ?? defaultIqn(), luns: [{ lun: 0, backstore: name }] }],
-    },
+    ...(listen.length > 0
+      ? {
+          iscsi: {
+            portals: listen.map((l) => ({ address: l.address, port: l.port })),
+            targets: [{ iqn: opts.iqn ?? defaultIqn(), luns: [{ lun: 0, backstore: name }] }],
+          },
+        }
+      : {}),
+    ...(opts.usb
+      ? {
+          usb: {
+            gadget: {
+              acm: opts.acm,
+              ...(opts.udc !== undefined ? { udc: opts.udc } : {}),
+              ...(opts.usbSerial !== undefined ? { serial: opts.usbSerial } : {}),
+            },
+            luns: [{ lun: 0, backstore: name }],
+          },
+        }
+      : {}),
   };
   return validateConfig(raw);
 }
@@ -135,7 +160,9 @@ async function serve(opts: ServeOptions): Promise<number> {
     logger,
   );
   for (const url of rt.urls()) process.stdout.write(url + '\n');
-  logger.info(`ready: ${rt.urls().length} LUN(s) on ${rt.portals().map((p) => `${p.address}:${p.port}`).join(', ') || 'no portal'}`);
+  const udc = rt.usbUdc();
+  if (udc !== undefined) process.stdout.write(`usb: ready ${udc}\n`);
+  logger.info(`ready: ${rt.urls().length} iSCSI LUN(s) on ${rt.portals().map((p) => `${p.address}:${p.port}`).join(', ') || 'no portal'}${udc !== undefined ? `; USB mass storage on ${udc}` : ''}`);
 
   return new Promise<number>((resolve) => {
     let stopping = false;

@@ -11,7 +11,7 @@ export async function openBackstore(b: BackstoreConfig): Promise<Backstore> {
   switch (b.type) {
     case 'ram':
       // validateConfig guarantees a size for ram; 0 makes openRam report it if not validated.
-      return openRam({ name: b.name, size: size ?? 0 });
+      return openRam({ name: b.name, size: size ?? 0, protectionInfo: b.protection !== undefined });
     case 'file':
       return openFile({
         name: b.name,
@@ -19,6 +19,8 @@ export async function openBackstore(b: BackstoreConfig): Promise<Backstore> {
         ...(size !== undefined ? { size } : {}),
         readOnly,
         unmap: b.thinProvisioning === true ? 'punch-hole' : 'none',
+        // T10 PI tuples live in a sidecar '<image>.pi' file.
+        protectionInfo: b.protection !== undefined,
       });
     case 'block':
       return openBlock({ name: b.name, path: b.path ?? '', readOnly });

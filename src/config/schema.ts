@@ -23,6 +23,12 @@ export interface BackstoreConfig {
   thinProvisioning?: boolean;
   /** Removable medium (RMB): START STOP UNIT may eject, PREVENT ALLOW MEDIUM REMOVAL applies. */
   removable?: boolean;
+  /** Physical block size (blockSize × 2^n): READ CAPACITY 16 LBPPBE, VPD B0 granularities. */
+  physicalBlockSize?: number;
+  /** T10 protection information: 1 or 3 formats with PI; 0 can be formatted with PI later (FORMAT UNIT). */
+  protection?: 0 | 1 | 3;
+  /** SANITIZE pace in bytes per second (or '32M'); default 32 MiB/s. */
+  sanitizeRate?: number | string;
 }
 
 export interface Chap {
@@ -53,6 +59,12 @@ export interface IscsiParams {
   nopInInterval?: number;
   /** Seconds to wait for the NOP-Out answer before dropping the connection. */
   nopInTimeout?: number;
+  /** Highest ErrorRecoveryLevel offered (0..2). */
+  errorRecoveryLevel?: number;
+  /** Connections per session offered (MC/S). */
+  maxConnections?: number;
+  defaultTime2Wait?: number;
+  defaultTime2Retain?: number;
 }
 
 export interface TpgLun {
@@ -89,12 +101,48 @@ export interface IscsiTargetConfig {
   demoMode?: boolean;
   auth?: Chap;
   params?: IscsiParams;
+  /** Relative target port identifier (VPD 83, ALUA port groups); default: 1-based position. */
+  relativePortId?: number;
+}
+
+export type AluaState = 'active/optimized' | 'active/non-optimized' | 'standby' | 'unavailable' | 'transitioning';
+
+/** SPC-4 §5.15 target port group: the access state of a set of target ports. */
+export interface PortGroupConfig {
+  id: number;
+  state: AluaState;
+  /** Relative target port identifiers of the targets in this group. */
+  ports: number[];
+  preferred?: boolean;
 }
 
 export interface IscsiConfig {
   portals?: Portal[];
   discoveryAuth?: Chap;
   targets: IscsiTargetConfig[];
+  /** ALUA: how access states change (TPGS in INQUIRY); needs portGroups. */
+  alua?: 'implicit' | 'explicit' | 'both';
+  portGroups?: PortGroupConfig[];
+}
+
+/** USB mass storage (Bulk-Only Transport over FunctionFS in a configfs gadget). */
+export interface UsbConfig {
+  gadget?: {
+    name?: string;
+    vendorId?: number;
+    productId?: number;
+    manufacturer?: string;
+    product?: string;
+    serial?: string;
+    /** A UDC name from /sys/class/udc, or 'auto' (the board's, else the first). */
+    udc?: string;
+    /** An ACM serial function beside the disk (the board's console, /dev/ttyGS0). */
+    acm?: boolean;
+    /** mA drawn from the host, 2..500. */
+    maxPower?: number;
+  };
+  /** Up to 16 LUNs (Get Max LUN). */
+  luns: { lun: number; backstore: string; readOnly?: boolean }[];
 }
 
 /** The management shell on a serial line (USB ACM gadget port or a UART). */
@@ -115,8 +163,8 @@ export interface LunboxConfig {
   version: 1;
   backstores: BackstoreConfig[];
   iscsi?: IscsiConfig;
+  usb?: UsbConfig;
   /** Sections owned by later work: kept as given, only checked to be objects. */
-  usb?: unknown;
   sbp2?: unknown;
   console?: ConsoleConfig;
   control?: ControlConfig;

@@ -14,24 +14,31 @@ const KEYS = {
   top: ['version', 'backstores', 'iscsi', 'usb', 'sbp2', 'console', 'control', 'engine'],
   console: ['device', 'baudRate'],
   control: ['socket'],
-  backstore: ['name', 'type', 'size', 'path', 'readOnly', 'blockSize', 'writeCache', 'vendor', 'product', 'revision', 'serial', 'thinProvisioning', 'removable'],
-  iscsi: ['portals', 'discoveryAuth', 'targets'],
+  backstore: ['name', 'type', 'size', 'path', 'readOnly', 'blockSize', 'writeCache', 'vendor', 'product', 'revision', 'serial', 'thinProvisioning', 'removable', 'physicalBlockSize', 'protection', 'sanitizeRate'],
+  iscsi: ['portals', 'discoveryAuth', 'targets', 'alua', 'portGroups'],
+  portGroup: ['id', 'state', 'ports', 'preferred'],
+  usb: ['gadget', 'luns'],
+  usbGadget: ['name', 'vendorId', 'productId', 'manufacturer', 'product', 'serial', 'udc', 'acm', 'maxPower'],
+  usbLun: ['lun', 'backstore', 'readOnly'],
   portal: ['address', 'port'],
   chap: ['userid', 'password', 'mutualUserid', 'mutualPassword'],
-  target: ['iqn', 'alias', 'tpgt', 'portals', 'luns', 'acls', 'demoMode', 'auth', 'params'],
+  target: ['iqn', 'alias', 'tpgt', 'portals', 'luns', 'acls', 'demoMode', 'auth', 'params', 'relativePortId'],
   lun: ['lun', 'backstore', 'readOnly'],
   acl: ['initiator', 'auth', 'luns'],
   mappedLun: ['lun', 'targetLun', 'readOnly'],
   params: [
     'maxRecvDataSegmentLength', 'maxBurstLength', 'firstBurstLength', 'immediateData', 'initialR2T',
     'maxOutstandingR2T', 'headerDigest', 'dataDigest', 'nopInInterval', 'nopInTimeout',
+    'errorRecoveryLevel', 'maxConnections', 'defaultTime2Wait', 'defaultTime2Retain',
   ],
 } as const;
 
 const BACKSTORE_TYPES = ['ram', 'file', 'block'] as const;
 const BLOCK_SIZES = [512, 1024, 2048, 4096] as const;
 const DIGESTS = ['None', 'CRC32C'] as const;
-const OPAQUE_SECTIONS = ['usb', 'sbp2', 'engine'] as const;
+const OPAQUE_SECTIONS = ['sbp2', 'engine'] as const;
+const ALUA_STATES = ['active/optimized', 'active/non-optimized', 'standby', 'unavailable', 'transitioning'] as const;
+const ALUA_MODES = ['implicit', 'explicit', 'both'] as const;
 /** Standard termios speeds a UART can be set to. */
 export const BAUD_RATES = [1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 500000, 576000, 921600, 1000000, 1500000, 2000000, 3000000] as const;
 /** SAM-5 flat/peripheral addressing as LIO uses it: LUNs 0..16383. */
@@ -204,6 +211,26 @@ function checkBackstore(c: Checker, v: unknown, path: string): BackstoreConfig |
   if (type === 'block' && o.thinProvisioning === true) {
     c.add('FORMAT', at(path, 'thinProvisioning'), 'block backstores cannot unmap (no discard without ioctl): remove thinProvisioning');
   }
+  const pbs = c.int(o.physicalBlockSize, at(path, 'physicalBlockSize'), 512, 1 << 20);
+  if (pbs !== undefined && (pbs < blockSize || pbs % blockSize !== 0 || ((pbs / blockSize) & (pbs / blockSize - 1)) !== 0)) {
+    c.add('RANGE', at(path, 'physicalBlockSize'), `${pbs} must be the block size ${blockSize} times a power of two (e.g. ${blockSize * 8})`);
+  }
+  if (o.protection !== undefined) {
+    if (o.protection !== 0 && o.protection !== 1 && o.protection !== 3) c.add('ENUM', at(path, 'protection'), `${describe(o.protection)}: valid are 0 (can be formatted with PI), 1 or 3 (T10 PI type)`);
+    else if (type === 'block') c.add('FORMAT', at(path, 'protection'), 'a block backstore has nowhere to keep protection information: remove protection');
+  }
+  if (o.sanitizeRate !== undefined) {
+    const sp = at(path, 'sanitizeRate');
+    if (typeof o.sanitizeRate === 'number') {
+      if (!Number.isSafeInteger(o.sanitizeRate) || o.sanitizeRate <= 0) c.add('RANGE', sp, `${o.sanitizeRate} is not a whole number of bytes per second > 0`);
+    } else if (typeof o.sanitizeRate === 'string') {
+      try {
+        if (parseSize(o.sanitizeRate) <= 0) c.add('RANGE', sp, 'must be more than 0 bytes per second');
+      } catch (err) {
+        c.add('SIZE', sp, err instanceof BackstoreError ? err.message : String(err));
+      }
+    } else c.add('TYPE', sp, `expected bytes per second (a number) or a size like '32M', got ${describe(o.sanitizeRate)}`);
+  }
   return o as unknown as BackstoreConfig;
 }
 
@@ -271,6 +298,11 @@ function checkParams(c: Checker, v: unknown, path: string): void {
   }
   c.int(o.nopInInterval, at(path, 'nopInInterval'), 0, 3600);
   c.int(o.nopInTimeout, at(path, 'nopInTimeout'), 1, 3600);
+  // RFC 7143 §13.20, §13.2, §13.15, §13.16.
+  c.int(o.errorRecoveryLevel, at(path, 'errorRecoveryLevel'), 0, 2);
+  c.int(o.maxConnections, at(path, 'maxConnections'), 1, 65535);
+  c.int(o.defaultTime2Wait, at(path, 'defaultTime2Wait'), 0, 3600);
+  c.int(o.defaultTime2Retain, at(path, 'defaultTime2Retain'), 0, 3600);
 }
 
 function checkIscsiName(c: Checker, v: unknown, path: string): string | undefined {
@@ -287,6 +319,7 @@ function checkTarget(c: Checker, v: unknown, path: string, backstores: ReadonlyS
   const iqn = checkIscsiName(c, o.iqn, at(path, 'iqn'));
   c.string(o.alias, at(path, 'alias'), 255);
   const tpgt = c.int(o.tpgt, at(path, 'tpgt'), 1, 65535) ?? 1;
+  c.int(o.relativePortId, at(path, 'relativePortId'), 1, 65535);
   if (o.portals !== undefined) checkPortals(c, o.portals, at(path, 'portals'));
   c.bool(o.demoMode, at(path, 'demoMode'));
   if (o.auth !== undefined) checkChap(c, o.auth, at(path, 'auth'));
@@ -386,6 +419,83 @@ function checkIscsi(c: Checker, v: unknown, backstores: ReadonlySet<string> | un
     if (prev !== undefined) c.add('DUPLICATE', at(p, 'iqn'), `target ${r.iqn} tpgt ${r.tpgt} is defined twice (also iscsi.targets[${prev}])`);
     else seen.set(key, i);
   });
+  // Relative target port identifiers: explicit or the 1-based position, unique.
+  const ports = new Map<number, number>();
+  (Array.isArray(o.targets) ? o.targets : []).forEach((t, i) => {
+    const id = isObj(t) && typeof t['relativePortId'] === 'number' ? t['relativePortId'] : i + 1;
+    const prev = ports.get(id);
+    if (prev !== undefined) c.add('DUPLICATE', at(at('iscsi.targets', i), 'relativePortId'), `relative port ${id} is also iscsi.targets[${prev}]'s`);
+    else ports.set(id, i);
+  });
+  checkPortGroups(c, o, ports);
+}
+
+function checkPortGroups(c: Checker, o: Obj, ports: ReadonlyMap<number, number>): void {
+  c.oneOf(o.alua, 'iscsi.alua', ALUA_MODES);
+  if (o.portGroups === undefined) {
+    if (o.alua !== undefined) c.add('MISSING', 'iscsi.portGroups', 'ALUA needs port groups: [{ "id": 1, "state": "active/optimized", "ports": [1] }, …]');
+    return;
+  }
+  const groups = c.array(o.portGroups, 'iscsi.portGroups');
+  if (!groups) return;
+  if (groups.length === 0) c.add('FORMAT', 'iscsi.portGroups', 'list at least one port group, or remove portGroups');
+  const ids = new Set<number>();
+  const inGroup = new Map<number, number>();
+  groups.forEach((g, i) => {
+    const p = at('iscsi.portGroups', i);
+    const go = c.object(g, p, KEYS.portGroup, ['id', 'state', 'ports']);
+    if (!go) return;
+    const id = c.int(go.id, at(p, 'id'), 1, 65535);
+    if (id !== undefined) {
+      if (ids.has(id)) c.add('DUPLICATE', at(p, 'id'), `port group ${id} is defined twice`);
+      ids.add(id);
+    }
+    c.oneOf(go.state, at(p, 'state'), ALUA_STATES);
+    c.bool(go.preferred, at(p, 'preferred'));
+    (c.array(go.ports, at(p, 'ports')) ?? []).forEach((port, j) => {
+      const pp = at(at(p, 'ports'), j);
+      const n = c.int(port, pp, 1, 65535);
+      if (n === undefined) return;
+      if (!ports.has(n)) c.add('REFERENCE', pp, `no iSCSI target has relative port ${n} (targets are numbered from 1, or set relativePortId)`);
+      const prev = inGroup.get(n);
+      if (prev !== undefined) c.add('DUPLICATE', pp, `relative port ${n} is already in iscsi.portGroups[${prev}]`);
+      else inGroup.set(n, i);
+    });
+  });
+  for (const [port, t] of ports) {
+    if (!inGroup.has(port)) c.add('MISSING', 'iscsi.portGroups', `relative port ${port} (iscsi.targets[${t}]) is in no port group`);
+  }
+}
+
+function checkUsb(c: Checker, v: unknown, backstores: ReadonlySet<string> | undefined): void {
+  const o = c.object(v, 'usb', KEYS.usb, ['luns']);
+  if (!o) return;
+  if (o.gadget !== undefined) {
+    const g = c.object(o.gadget, 'usb.gadget', KEYS.usbGadget, []);
+    if (g) {
+      c.int(g.vendorId, 'usb.gadget.vendorId', 0, 0xffff);
+      c.int(g.productId, 'usb.gadget.productId', 0, 0xffff);
+      for (const k of ['name', 'manufacturer', 'product', 'serial', 'udc'] as const) c.string(g[k], at('usb.gadget', k), 126);
+      if (typeof g.name === 'string' && !/^[A-Za-z0-9_.-]{1,64}$/.test(g.name)) c.add('FORMAT', 'usb.gadget.name', 'use 1..64 of A-Z a-z 0-9 _ . - (a configfs directory name)');
+      c.bool(g.acm, 'usb.gadget.acm');
+      c.int(g.maxPower, 'usb.gadget.maxPower', 2, 500);
+    }
+  }
+  const seen = new Set<number>();
+  (c.array(o.luns, 'usb.luns') ?? []).forEach((l, i) => {
+    const p = at('usb.luns', i);
+    const lo = c.object(l, p, KEYS.usbLun, ['lun', 'backstore']);
+    if (!lo) return;
+    // BOT Get Max LUN: at most 16 LUNs, numbered 0..15.
+    const lun = c.int(lo.lun, at(p, 'lun'), 0, 15);
+    if (lun !== undefined) {
+      if (seen.has(lun)) c.add('DUPLICATE', at(p, 'lun'), `USB LUN ${lun} is listed twice`);
+      seen.add(lun);
+    }
+    const b = c.string(lo.backstore, at(p, 'backstore'));
+    if (b !== undefined && backstores && !backstores.has(b)) c.add('REFERENCE', at(p, 'backstore'), `no backstore named '${b}'`);
+    c.bool(lo.readOnly, at(p, 'readOnly'));
+  });
 }
 
 /** Check a parsed config document; throws ConfigError listing every problem. */
@@ -407,6 +517,7 @@ export function validateConfig(raw: unknown): LunboxConfig {
       else names.set(bs.name, i);
     });
     if (o.iscsi !== undefined) checkIscsi(c, o.iscsi, namesKnown ? new Set(names.keys()) : undefined);
+    if (o.usb !== undefined) checkUsb(c, o.usb, namesKnown ? new Set(names.keys()) : undefined);
     if (o.console !== undefined) checkConsole(c, o.console);
     if (o.control !== undefined) checkControl(c, o.control);
     for (const k of OPAQUE_SECTIONS) {

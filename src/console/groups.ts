@@ -73,12 +73,14 @@ const AUTH_KEYS: readonly KeySpec[] = [
 ];
 
 const GADGET_KEYS: readonly KeySpec[] = [
-  k('idVendor', 'u16', 'USB vendor id [0x1d6b]'),
-  k('idProduct', 'u16', 'USB product id [0x0104]'),
-  k('bcdDevice', 'u16', 'device release [0x0100]'),
+  k('vendorId', 'u16', 'USB vendor id [0x1d6b]'),
+  k('productId', 'u16', 'USB product id [0x0104]'),
   k('manufacturer', 'string', 'manufacturer string [lunbox]'),
   k('product', 'string', 'product string [lunbox storage]'),
-  k('serialnumber', 'string', 'serial number string'),
+  k('serial', 'string', 'serial number string [from the board]'),
+  k('udc', 'string', "USB device controller in /sys/class/udc ['auto': the board's]"),
+  k('acm', 'bool', 'an ACM serial console beside the disk'),
+  k('maxPower', 'int', 'mA drawn from the host [250]'),
 ];
 
 function nodeTarget(cfg: LunboxConfig, n: { iqn: string; tpgt: number }) {
@@ -201,7 +203,7 @@ export function groupsOf(n: Node): Group[] {
           keys: GADGET_KEYS,
           read: (cfg) => usbOf(cfg).gadget,
           write: (d) => {
-            const u = (d.usb ??= {}) as UsbSection;
+            const u = (d.usb ??= { luns: [] }) as UsbSection;
             return (u.gadget ??= {});
           },
         },
@@ -210,7 +212,7 @@ export function groupsOf(n: Node): Group[] {
       return [
         {
           name: 'attribute',
-          keys: [k('readOnly', 'bool', 'refuse writes'), k('cdrom', 'bool', 'present as a CD-ROM (MMC; not built yet)'), k('backstore', 'string', 'the backstore exported', { readOnly: true })],
+          keys: [k('readOnly', 'bool', 'refuse writes'), k('backstore', 'string', 'the backstore exported', { readOnly: true })],
           read: (cfg) => usbOf(cfg).luns?.find((l) => l.lun === n.lun) as Obj | undefined,
           write: (d) => {
             const l: UsbLun | undefined = usbOf(d).luns?.find((x) => x.lun === n.lun);

@@ -519,7 +519,7 @@ function createIn(shell: Shell, n: Node, args: readonly string[]): Promise<strin
       kv.delete('lun');
       return shell.change((d) => {
         if (!d.backstores.some((b) => b.name === name)) throw new ShellError(`no backstore '${name}'`);
-        const u = (d.usb ??= {}) as UsbSection;
+        const u = (d.usb ??= { luns: [] }) as UsbSection;
         u.luns ??= [];
         const lun = lunText !== undefined ? lunNumber(lunText) : nextFree(u.luns.map((l) => l.lun));
         if (lun > 15) throw new ShellError('USB mass storage has LUNs 0..15 (BOT GET MAX LUN)');

@@ -46,7 +46,7 @@ test('no arguments, --help and help serve', () => {
 });
 
 test('serve with no options is the embedded default', () => {
-  assert.equal(parseArgs(['serve']), { kind: 'serve', opts: { listen: [], readOnly: false, verbose: false, quiet: false } });
+  assert.equal(parseArgs(['serve']), { kind: 'serve', opts: { listen: [], readOnly: false, verbose: false, quiet: false, usb: false, acm: false } });
 });
 
 test('serve quick flags, both --flag value and --flag=value', () => {
@@ -58,6 +58,8 @@ test('serve quick flags, both --flag value and --flag=value', () => {
       readOnly: true,
       verbose: false,
       quiet: false,
+      usb: false,
+      acm: false,
       backstore: { type: 'ram', size: '1G' },
       iqn: 'iqn.2026-11.org.x:y',
       blockSize: 4096,
@@ -71,6 +73,16 @@ test('serve errors', () => {
   assert.throws(() => parseArgs(['serve', '--config', 'a.json', '--backstore', 'ram:1M']), /cannot be combined/);
   assert.throws(() => parseArgs(['serve', '-b', 'ram:1M', '-b', 'ram:2M']), /given twice/);
   assert.throws(() => parseArgs(['frobnicate']), /unknown command 'frobnicate'/);
+});
+
+test('serve --usb quick export flags', () => {
+  const c = parseArgs(['serve', '--usb', '--acm', '--serial', 'LB01', '--udc', 'dummy_udc.0', '-b', 'file:/srv/d.img:1G']);
+  assert.equal(c, {
+    kind: 'serve',
+    opts: { listen: [], readOnly: false, verbose: false, quiet: false, usb: true, acm: true, udc: 'dummy_udc.0', usbSerial: 'LB01', backstore: { type: 'file', path: '/srv/d.img', size: '1G' } },
+  });
+  assert.throws(() => parseArgs(['serve', '--acm']), /add --usb/);
+  assert.throws(() => parseArgs(['serve', '--config', 'x.json', '--usb']), /cannot be combined/);
 });
 
 test('board passes its own arguments through', () => {

@@ -47,7 +47,7 @@ export function fullExample(): LunboxConfig {
         { iqn: 'naa.6001405abcdef0123456789abcdef012', portals: [{ address: '127.0.0.1', port: 3261 }, { address: 'localhost' }], luns: [{ lun: 16383, backstore: 'ram0' }] },
       ],
     },
-    usb: { gadget: { vendorId: '0x1d6b' } },
+    usb: { gadget: { vendorId: 0x1d6b, acm: true }, luns: [{ lun: 0, backstore: 'ram0' }] },
     engine: {},
   };
 }

@@ -68,8 +68,38 @@ test('a typo in iSCSI params is caught', () => {
 });
 
 test('opaque sections are kept as given', () => {
-  const cfg = validateConfig(fullExample());
-  assert.equal(cfg.usb, { gadget: { vendorId: '0x1d6b' } });
+  const c: Any = fullExample();
+  c.sbp2 = { units: [{ anything: 1 }] };
+  assert.equal(validateConfig(c).sbp2, { units: [{ anything: 1 }] });
+});
+
+test('usb: LUNs 0..15 naming known backstores, gadget keys checked', () => {
+  expectIssue((c) => (c.usb.luns[0].lun = 16), 'RANGE', 'usb.luns[0].lun', '0..15');
+  expectIssue((c) => (c.usb.luns[0].backstore = 'nope'), 'REFERENCE', 'usb.luns[0].backstore', "no backstore named 'nope'");
+  expectIssue((c) => (c.usb.gadget.idVendor = 1), 'UNKNOWN_KEY', 'usb.gadget.idVendor', 'vendorId');
+  expectIssue((c) => (c.usb.gadget.maxPower = 900), 'RANGE', 'usb.gadget.maxPower', '2..500');
+});
+
+test('ALUA port groups cover every relative port once, with valid states', () => {
+  const c: Any = fullExample();
+  c.iscsi.alua = 'both';
+  c.iscsi.portGroups = [
+    { id: 1, state: 'active/optimized', ports: [1] },
+    { id: 2, state: 'standby', ports: [2] },
+  ];
+  validateConfig(c);
+  expectIssue((x) => ((x.iscsi.alua = 'both'), (x.iscsi.portGroups = [{ id: 1, state: 'standby', ports: [1] }])), 'MISSING', 'iscsi.portGroups', 'relative port 2');
+  expectIssue((x) => ((x.iscsi.portGroups = [{ id: 1, state: 'sleepy', ports: [1, 2] }])), 'ENUM', 'iscsi.portGroups[0].state', 'active/optimized');
+  expectIssue((x) => ((x.iscsi.portGroups = [{ id: 1, state: 'standby', ports: [1, 2, 7] }])), 'REFERENCE', 'iscsi.portGroups[0].ports[2]', 'relative port 7');
+});
+
+test('physicalBlockSize is the block size times a power of two; protection 0, 1 or 3', () => {
+  expectIssue((c) => (c.backstores[0].physicalBlockSize = 1536), 'RANGE', 'backstores[0].physicalBlockSize', 'power of two');
+  expectIssue((c) => (c.backstores[0].protection = 2), 'ENUM', 'backstores[0].protection', '0 (can be formatted with PI), 1 or 3');
+  const c: Any = fullExample();
+  c.backstores[0].physicalBlockSize = 4096;
+  c.backstores[0].protection = 1;
+  validateConfig(c);
 });
 
 test('opaque sections must be objects', () => {

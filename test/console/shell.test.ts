@@ -198,11 +198,11 @@ test('help on every node; CD-ROM medium change and SBP-2 say "not yet"', async (
 test('USB gadget and LUNs are kept in the config (not live yet)', async () => {
   const { ok, model } = setup();
   await ok('/backstores/ram create r0 1M');
-  await ok('/usb/gadget set attribute idVendor=0x1234 product="My Disk"');
-  const out = await ok('/usb/luns create r0 cdrom=true');
+  await ok('/usb/gadget set attribute vendorId=0x1234 product="My Disk"');
+  const out = await ok('/usb/luns create r0 readOnly=true');
   assert.match(out, /not yet live/);
-  assert.equal(model.config.usb, { gadget: { idVendor: 0x1234, product: 'My Disk' }, luns: [{ lun: 0, backstore: 'r0', cdrom: true }] });
-  assert.is(await ok('/usb/gadget get attribute idVendor'), 'idVendor=0x1234');
+  assert.equal(model.config.usb, { gadget: { vendorId: 0x1234, product: 'My Disk' }, luns: [{ lun: 0, backstore: 'r0', readOnly: true }] });
+  assert.is(await ok('/usb/gadget get attribute vendorId'), 'vendorId=0x1234');
 });
 
 test('tab completion: commands, paths, groups, keys, values, backstores, live initiators', async () => {

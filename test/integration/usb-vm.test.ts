@@ -40,7 +40,7 @@ test('lunbox USB mass storage works with the Linux usb-storage driver (QEMU VM, 
   if (missing.length > 0) {
     assert.unreachable(`the USB VM test cannot run: missing Debian packages ${missing.join(', ')} (apt-get install ${missing.join(' ')})`);
   }
-  assert.ok(existsSync(join(ROOT, 'node_modules', '.bin', 'esbuild')), 'node_modules/.bin/esbuild is needed to bundle the USB entry (npm ci)');
+  assert.ok(existsSync(join(ROOT, 'dist', 'lunbox.js')), 'dist/lunbox.js is needed in the VM (npm run build)');
   const r = await run(RUNNER, [GUEST], { timeoutMs: 20 * 60_000, env: { VM_TIMEOUT: '1080' } });
   const out = r.stdout + r.stderr;
   if (r.code === 125 || r.code === 124) {
