@@ -185,7 +185,17 @@ export class Connection implements TaskHost, SessionConnection {
     readonly socket: Socket,
     private readonly owner: ConnectionOwner,
   ) {
-    this.login = new LoginMachine(owner);
+    // §4.4.3: which target portal group a login reaches depends on the portal it came in on
+    // (one target may have several TPGs, e.g. one per ALUA path).
+    const local = { address: socket.localAddress ?? '', port: socket.localPort ?? 0 };
+    this.login = new LoginMachine({
+      lookupTarget: (name) => owner.lookupTarget(name, local),
+      get discoveryAuth() {
+        return owner.discoveryAuth;
+      },
+      ...(owner.discoveryParams ? { discoveryParams: owner.discoveryParams } : {}),
+      ...(owner.random ? { random: owner.random } : {}),
+    });
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));

@@ -12,7 +12,8 @@ import { authFor, initiatorAllowed, type IscsiTargetDef } from './types';
 export const ISCSI_VERSION = 0x00; // §11.12.4: the only version defined
 
 export interface LoginContext {
-  lookupTarget(name: string): IscsiTargetDef | undefined;
+  /** The target named `name` as reached through the local portal `local` (its TPG). */
+  lookupTarget(name: string, local?: { address: string; port: number }): IscsiTargetDef | undefined;
   readonly discoveryAuth: ChapCredentials | undefined;
   /** Params for discovery sessions (no target to take them from). */
   readonly discoveryParams?: Partial<IscsiTargetParams>;

@@ -89,8 +89,13 @@ export class IscsiServer implements ConnectionOwner {
 
   // ------------------------------------------------------------------ ConnectionOwner
 
-  lookupTarget(name: string): IscsiTargetDef | undefined {
-    return this.targets.find((t) => sameName(t.iqn, name));
+  lookupTarget(name: string, local?: { address: string; port: number }): IscsiTargetDef | undefined {
+    const named = this.targets.filter((t) => sameName(t.iqn, name));
+    if (named.length <= 1 || !local) return named[0];
+    // Several TPGs of one target: the one that has the portal this connection arrived on.
+    const addr = local.address.replace(/^::ffff:/i, '');
+    const wildcard = (a: string): boolean => a === '' || a === '0.0.0.0' || a === '::';
+    return named.find((t) => t.portals.some((p) => p.port === local.port && (p.address === addr || wildcard(p.address)))) ?? named[0];
   }
 
   discoverable(initiatorName: string): readonly IscsiTargetDef[] {
@@ -118,9 +123,9 @@ export class IscsiServer implements ConnectionOwner {
     }
     const target = login.target!;
     if (login.tsih === 0) {
-      // §6.3.5 session reinstatement: same initiator port + target, TSIH 0 → old session goes.
+      // §6.3.5 session reinstatement: same initiator port + target portal group, TSIH 0 → old session goes.
       for (const old of [...this.byTsih.values()]) {
-        if (!old.discovery && old.matches(login.initiatorName, login.isid, target.iqn)) {
+        if (!old.discovery && old.matches(login.initiatorName, login.isid, target.iqn, target.tpgt)) {
           this.log('info', `reinstating session ${login.initiatorName} isid 0x${old.isidHex} (tsih ${old.tsih})`);
           this.endSession(old, 'session reinstatement');
         }
@@ -132,7 +137,7 @@ export class IscsiServer implements ConnectionOwner {
     }
     // §6.3.? adding a connection to an existing session (MC/S), or reinstating one of its connections.
     const s = this.byTsih.get(login.tsih);
-    if (s === undefined || s.discovery || !s.matches(login.initiatorName, login.isid, target.iqn)) {
+    if (s === undefined || s.discovery || !s.matches(login.initiatorName, login.isid, target.iqn, target.tpgt)) {
       return { status: LoginStatus.SESSION_DOES_NOT_EXIST, reason: `no session with TSIH ${login.tsih}` };
     }
     // §6.3.4 connection reinstatement: the old connection with this CID goes; at ERL 2 its

@@ -146,12 +146,17 @@ export class Session {
     return this.isid.toString('hex');
   }
 
-  /** Same initiator port and target (§6.3.5 session reinstatement key). */
-  matches(initiatorName: string, isid: Buffer, targetName: string | undefined): boolean {
+  /**
+   * Same initiator port and target portal group (§6.3.5 session reinstatement key). §4.4.3:
+   * a session is named by the initiator and target names and the SSID (ISID + TPGT), so a
+   * second TPG of the same target (another path, another ALUA group) is another session.
+   */
+  matches(initiatorName: string, isid: Buffer, targetName: string | undefined, tpgt: number | undefined): boolean {
     return (
       this.initiatorName.toLowerCase() === initiatorName.toLowerCase() &&
       this.isid.equals(isid) &&
-      (this.target?.iqn.toLowerCase() ?? '') === (targetName?.toLowerCase() ?? '')
+      (this.target?.iqn.toLowerCase() ?? '') === (targetName?.toLowerCase() ?? '') &&
+      this.target?.tpgt === tpgt
     );
   }
 }
