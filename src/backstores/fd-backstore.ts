@@ -29,6 +29,22 @@ export interface FdBackstoreParts {
 }
 
 /**
+ * pread until `length` bytes are in: short reads go on, and a range past the end of the file
+ * (a sidecar not yet grown, an image cut short behind our back) reads as zeros.
+ */
+async function readFully(handle: FileHandle, into: Buffer, intoOffset: number, length: number, position: number): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await handle.read(into, intoOffset + done, length - done, position + done);
+    if (bytesRead === 0) {
+      into.fill(0, intoOffset + done, intoOffset + length);
+      return;
+    }
+    done += bytesRead;
+  }
+}
+
+/**
  * A sidecar file used through pread/pwrite (protection information). It is sparse and
  * grows on write: ranges past its end or in holes read as zeros.
  */
@@ -39,16 +55,8 @@ export class FdSideStore implements ProtectionInfoStore {
     readonly readOnly: boolean,
   ) {}
 
-  async read(into: Buffer, intoOffset: number, length: number, position: number): Promise<void> {
-    let done = 0;
-    while (done < length) {
-      const { bytesRead } = await this.handle.read(into, intoOffset + done, length - done, position + done);
-      if (bytesRead === 0) {
-        into.fill(0, intoOffset + done, intoOffset + length);
-        return;
-      }
-      done += bytesRead;
-    }
+  read(into: Buffer, intoOffset: number, length: number, position: number): Promise<void> {
+    return readFully(this.handle, into, intoOffset, length, position);
   }
 
   async write(data: Buffer, position: number, opts?: WriteOptions): Promise<void> {
@@ -114,17 +122,8 @@ export class FdBackstore implements Backstore {
     return this._size;
   }
 
-  async read(into: Buffer, intoOffset: number, length: number, position: number): Promise<void> {
-    let done = 0;
-    while (done < length) {
-      const { bytesRead } = await this.handle.read(into, intoOffset + done, length - done, position + done);
-      if (bytesRead === 0) {
-        // The file was cut short behind our back: the missing tail reads as zeros.
-        into.fill(0, intoOffset + done, intoOffset + length);
-        return;
-      }
-      done += bytesRead;
-    }
+  read(into: Buffer, intoOffset: number, length: number, position: number): Promise<void> {
+    return readFully(this.handle, into, intoOffset, length, position);
   }
 
   async write(data: Buffer, position: number, opts?: WriteOptions): Promise<void> {

@@ -91,7 +91,7 @@ for (const kind of ['ram', 'file'] as const) {
     assert.is(w.code, 0, w.stderr);
     const c = await run('qemu-img', ['compare', '--image-opts', `driver=raw,file.filename=${src}`, img], { timeoutMs: 60_000 });
     assert.is(c.code, 0, c.stdout + c.stderr);
-    assert.match(ctx.lb?.stderr() ?? '', /login Normal iqn\.2008-11\.org\.linux-kvm.*\(HeaderDigest=CRC32C DataDigest=None\)/);
+    assert.match(ctx.lb?.stderr() ?? '', /login Normal iqn\.2008-11\.org\.linux-kvm.*\(HeaderDigest=CRC32C DataDigest=None\b/);
   });
 
   t.run();

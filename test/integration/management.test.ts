@@ -4,6 +4,7 @@
 // while initiators (libiscsi) are logged in.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { MiniInitiator, senseKey } from './mini-initiator';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -173,11 +174,26 @@ test('a LUN added live is seen by initiators; a session logged in across the cha
         resolve({ stdout: perfOut });
       });
     });
+    // And one session held open across the change by a raw initiator: it must get the unit
+    // attention on its next command, then see and use the new LUN without logging in again.
+    const held = new MiniInitiator('127.0.0.1', 3298, 'iqn.2026-11.org.lunbox:held-session');
+    await held.login(IQN1);
+    await held.command([0, 0, 0, 0, 0, 0]); // the power-on unit attention
+    assert.is((await held.command([0, 0, 0, 0, 0, 0])).status, 0);
     await new Promise((r) => setTimeout(r, 1200));
     const shell = (c: string) => run(process.execPath, [BUNDLE, 'shell', '--control', sock, '-c', c]);
     assert.is((await shell('/backstores/ram create r1 8M')).code, 0);
     const add = await shell(`/iscsi/${IQN1}/tpg1/luns create r1`);
     assert.is(add.code, 0, add.stdout);
+    const ua = await held.command([0, 0, 0, 0, 0, 0]);
+    assert.is(ua.status, 0x02, 'CHECK CONDITION on the next command');
+    assert.equal(senseKey(ua.sense), { key: 0x06, asc: 0x3f, ascq: 0x0e }, 'REPORTED LUNS DATA HAS CHANGED');
+    const rl = await held.command([0xa0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0], { dataIn: 4096 });
+    assert.is(rl.status, 0);
+    assert.is(rl.data.readUInt32BE(0), 16, 'REPORT LUNS lists two LUNs');
+    assert.is((await held.command([0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], { lun: 1, dataIn: 512 })).status, 0, 'the new LUN reads on the same session');
+    assert.is((await held.command([0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], { lun: 0, dataIn: 512 })).status, 0, 'the old LUN still reads');
+    held.close();
     const after = await run('iscsi-ls', ['-s', 'iscsi://127.0.0.1:3298']);
     assert.match(after.stdout, /Lun:0[\s\S]*Lun:1\s+Type:DIRECT_ACCESS \(Size:7M\)/);
     const p = await perf;
