@@ -5,7 +5,6 @@
 
 import type { ConfigModel } from './model';
 import { ConsoleSession } from './session';
-import { TtyPort } from './tty-port';
 
 export const DEFAULT_CONSOLE_DEVICE = '/dev/ttyGS0';
 export const DEFAULT_BAUD_RATE = 115200;
@@ -24,22 +23,17 @@ export type SerialPortFactory = (path: string, baudRate: number) => SerialPortLi
 
 let cached: SerialPortFactory | undefined;
 
-/**
- * `serialport` when it is installed (loaded on first use); otherwise the device is driven as a
- * tty with Node's built-in handles (tty-port.ts), so a board with only the bundle still has
- * its console.
- */
+/** `serialport` loaded on first use; a clear error when it is not installed. */
 export function serialPortFactory(): SerialPortFactory {
   if (cached) return cached;
-  let mod: { SerialPort: new (o: { path: string; baudRate: number; autoOpen?: boolean }) => SerialPortLike } | undefined;
+  let mod: { SerialPort: new (o: { path: string; baudRate: number; autoOpen?: boolean }) => SerialPortLike };
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     mod = require('serialport') as typeof mod;
-  } catch {
-    mod = undefined;
+  } catch (err) {
+    throw new Error(`the serial console needs the 'serialport' package (npm install serialport): ${(err as Error).message.split('\n')[0]}`);
   }
-  const sp = mod?.SerialPort;
-  cached = sp ? (path, baudRate) => new sp({ path, baudRate }) : (path, baudRate) => new TtyPort(path, baudRate);
+  cached = (path, baudRate) => new mod.SerialPort({ path, baudRate });
   return cached;
 }
 
@@ -84,7 +78,7 @@ export class SerialConsole {
     private readonly o: SerialConsoleOptions,
   ) {}
 
-  /** Open the port; a missing device is retried every few seconds. */
+  /** Open the port (throws only when serialport itself is missing). */
   start(): void {
     const factory = this.o.factory ?? serialPortFactory();
     this.open(factory);
