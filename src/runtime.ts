@@ -4,7 +4,7 @@
 
 import * as nodePath from 'node:path';
 import type { Backstore } from './backstores/backstore';
-import { openBackstore, validateConfig } from './config/index';
+import { openBackstore, openIso, validateConfig } from './config/index';
 import { FilePrStore } from './config/pr-store';
 import type { BackstoreConfig, Chap, IscsiTargetConfig, LunboxConfig } from './config/index';
 import { IscsiServer } from './fabrics/iscsi/index';
@@ -117,6 +117,7 @@ export class Runtime {
       const store = await openBackstore(b);
       const unit = new LogicalUnit({
         backstore: store,
+        ...(b.cdrom === true ? { deviceType: 'cdrom' as const } : {}),
         ...(b.blockSize !== undefined ? { blockSize: b.blockSize } : {}),
         ...(b.vendor !== undefined ? { vendor: b.vendor } : {}),
         ...(b.product !== undefined ? { product: b.product } : {}),
@@ -352,6 +353,45 @@ export class Runtime {
     }
     for (const c of changes) this.logger.info(`live change: ${c}`);
     return { changes, notes };
+  }
+
+  /**
+   * Change the disc of a cdrom backstore: `isoPath` goes in (replacing the one there), null
+   * ejects it. The host sees NOT READY TO READY CHANGE and a GESN media event; a PREVENT from
+   * the host refuses the change (MediumRemovalPreventedError, an eject request is posted to
+   * the host) unless `force`, which is logged. The running config follows (path set or removed).
+   */
+  async changeMedium(backstoreName: string, isoPath: string | null, opts: { force?: boolean } = {}): Promise<{ forced: boolean }> {
+    if (this.stopping) throw new Error('the daemon is shutting down');
+    const unit = this.units.get(backstoreName);
+    const cfg = this.cfg.backstores.find((b) => b.name === backstoreName);
+    if (!unit || !cfg) throw new Error(`no backstore named '${backstoreName}'`);
+    if (!unit.isCdrom) throw new Error(`backstore '${backstoreName}' is not a cdrom (set cdrom: true)`);
+    const store = isoPath === null ? undefined : await openIso(backstoreName, isoPath);
+    let change;
+    try {
+      change = store ? unit.insertMedium(store, opts) : unit.ejectMedium(opts);
+    } catch (err) {
+      await store?.close().catch(() => undefined);
+      throw err;
+    }
+    if (change.forced) this.logger.warn(`backstore ${backstoreName}: medium removal was prevented by the host; changed anyway (force)`);
+    this.backstores.set(backstoreName, unit.backstore);
+    const { path: _old, ...rest } = cfg;
+    const next = isoPath === null ? rest : { ...rest, path: isoPath };
+    this.cfg = { ...this.cfg, backstores: this.cfg.backstores.map((b) => (b === cfg ? next : b)) };
+    this.logger.info(`backstore ${backstoreName}: ${isoPath === null ? 'medium ejected' : `medium ${isoPath} inserted`}`);
+    // Commands still reading the old disc finish before it is closed.
+    if (change.previous) {
+      await unit.idle();
+      await change.previous.close().catch((e: Error) => this.logger.warn(`closing the old medium of ${backstoreName}: ${e.message}`));
+    }
+    return { forced: change.forced };
+  }
+
+  /** The logical unit of a backstore (diagnostics and tests). */
+  unit(backstoreName: string): LogicalUnit | undefined {
+    return this.units.get(backstoreName);
   }
 
   /** The SCSI target port of one iSCSI target portal group (diagnostics and tests). */

@@ -26,6 +26,8 @@ export interface ServeOptions {
   readonly config?: string;
   readonly listen: readonly Listen[];
   readonly backstore?: BackstoreSpec;
+  /** An ISO image exported as a CD-ROM LUN (LUN 1 beside a --backstore disk, else LUN 0). */
+  readonly cdrom?: string;
   readonly iqn?: string;
   readonly readOnly: boolean;
   readonly blockSize?: number;
@@ -107,7 +109,7 @@ export function parseBackstore(text: string): BackstoreSpec {
   }
 }
 
-const SERVE_FLAGS = ['--config', '--listen', '--backstore', '--iqn', '--read-only', '--block-size', '--console', '--control', '--state-dir', '--usb', '--udc', '--acm', '--serial', '--verbose', '--quiet', '--help'];
+const SERVE_FLAGS = ['--config', '--listen', '--backstore', '--cdrom', '--iqn', '--read-only', '--block-size', '--console', '--control', '--state-dir', '--usb', '--udc', '--acm', '--serial', '--verbose', '--quiet', '--help'];
 
 export function parseArgs(argv: readonly string[]): Command {
   const args = [...argv];
@@ -140,6 +142,7 @@ function parseServe(args: string[]): Command {
   const listen: Listen[] = [];
   let config: string | undefined;
   let backstore: BackstoreSpec | undefined;
+  let cdrom: string | undefined;
   let iqn: string | undefined;
   let readOnly = false;
   let blockSize: number | undefined;
@@ -178,6 +181,11 @@ function parseServe(args: string[]): Command {
       case '-b':
         if (backstore) throw new UsageError('--backstore given twice: the quick form exports one LUN; use --config for more');
         backstore = parseBackstore(value());
+        break;
+      case '--cdrom':
+        if (cdrom !== undefined) throw new UsageError('--cdrom given twice: the quick form has one drive; use --config for more');
+        cdrom = value();
+        if (cdrom === '') throw new UsageError('--cdrom needs the path of an ISO image, e.g. --cdrom /srv/debian.iso');
         break;
       case '--iqn':
         iqn = value();
@@ -226,8 +234,8 @@ function parseServe(args: string[]): Command {
         throw new UsageError(`unknown option '${raw}' for serve; valid: ${SERVE_FLAGS.join(', ')}`);
     }
   }
-  if (config !== undefined && (backstore || iqn !== undefined || readOnly || blockSize !== undefined || usb || acm || usbSerial !== undefined)) {
-    throw new UsageError('--config cannot be combined with --backstore/--iqn/--read-only/--block-size/--usb/--udc/--acm/--serial: put those in the config file');
+  if (config !== undefined && (backstore || cdrom !== undefined || iqn !== undefined || readOnly || blockSize !== undefined || usb || acm || usbSerial !== undefined)) {
+    throw new UsageError('--config cannot be combined with --backstore/--cdrom/--iqn/--read-only/--block-size/--usb/--udc/--acm/--serial: put those in the config file');
   }
   if (!usb && (acm || usbSerial !== undefined)) throw new UsageError('--acm and --serial describe the USB gadget: add --usb');
   return {
@@ -243,6 +251,7 @@ function parseServe(args: string[]): Command {
       ...(usbSerial !== undefined ? { usbSerial } : {}),
       ...(config !== undefined ? { config } : {}),
       ...(backstore ? { backstore } : {}),
+      ...(cdrom !== undefined ? { cdrom } : {}),
       ...(iqn !== undefined ? { iqn } : {}),
       ...(blockSize !== undefined ? { blockSize } : {}),
       ...(consoleDevice !== undefined ? { console: consoleDevice } : {}),

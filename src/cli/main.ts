@@ -41,10 +41,12 @@ Quick one-LUN export (no config file):
       --acm              add an ACM serial port beside the disk (/dev/ttyGS0 here,
                          /dev/ttyACM0 on the computer)
       --serial TEXT      USB serial number string
-  -b, --backstore SPEC   what to export as LUN 0 [ram:64M]
+  -b, --backstore SPEC   what to export as LUN 0 [ram:64M; none with only --cdrom]
                            ram:SIZE           sparse RAM disk, e.g. ram:1G
                            file:PATH[:SIZE]   image file; created sparse at SIZE if missing
                            block:DEVICE       a block device, e.g. block:/dev/sda
+      --cdrom ISO        add a CD-ROM drive with ISO as its disc (read-only, 2048-byte
+                         blocks, MMC): LUN 1 beside a --backstore disk, else LUN 0
       --iqn IQN          target name [iqn.2026-11.org.lunbox:<hostname>]
       --read-only        the LUN refuses writes (DATA PROTECT)
       --block-size N     logical block size: 512, 1024, 2048 or 4096 [512]
@@ -85,29 +87,37 @@ function defaultIqn(): string {
 
 /** The config `serve` runs when no --config is given: one LUN, one target, one portal. */
 export function quickConfig(opts: ServeOptions): LunboxConfig {
+  // --cdrom alone exports only the drive; otherwise the disk is LUN 0 and the drive LUN 1.
+  const withDisk = opts.backstore !== undefined || opts.cdrom === undefined;
   const spec = opts.backstore ?? { type: 'ram' as const, size: '64M' };
   // iSCSI on 127.0.0.1:3260 unless this is a USB export without --listen.
   const listen = opts.listen.length > 0 ? opts.listen : opts.usb ? [] : [{ address: '127.0.0.1', port: 3260 }];
   const name = spec.type === 'ram' ? 'ram0' : spec.type === 'file' ? 'file0' : 'block0';
+  const luns = [
+    ...(withDisk ? [{ lun: 0, backstore: name }] : []),
+    ...(opts.cdrom !== undefined ? [{ lun: withDisk ? 1 : 0, backstore: 'cdrom0' }] : []),
+  ];
+  const disk = {
+    name,
+    type: spec.type,
+    ...('path' in spec ? { path: spec.path } : {}),
+    ...('size' in spec && spec.size !== undefined ? { size: spec.size } : {}),
+    ...(opts.readOnly ? { readOnly: true } : {}),
+    ...(opts.blockSize !== undefined ? { blockSize: opts.blockSize } : {}),
+    // A USB disk is removable medium, like the kernel's mass_storage LUNs.
+    ...(opts.usb ? { removable: true } : {}),
+  };
   const raw = {
     version: 1,
     backstores: [
-      {
-        name,
-        type: spec.type,
-        ...('path' in spec ? { path: spec.path } : {}),
-        ...('size' in spec && spec.size !== undefined ? { size: spec.size } : {}),
-        ...(opts.readOnly ? { readOnly: true } : {}),
-        ...(opts.blockSize !== undefined ? { blockSize: opts.blockSize } : {}),
-        // A USB disk is removable medium, like the kernel's mass_storage LUNs.
-        ...(opts.usb ? { removable: true } : {}),
-      },
+      ...(withDisk ? [disk] : []),
+      ...(opts.cdrom !== undefined ? [{ name: 'cdrom0', type: 'file', path: opts.cdrom, cdrom: true }] : []),
     ],
     ...(listen.length > 0
       ? {
           iscsi: {
             portals: listen.map((l) => ({ address: l.address, port: l.port })),
-            targets: [{ iqn: opts.iqn ?? defaultIqn(), luns: [{ lun: 0, backstore: name }] }],
+            targets: [{ iqn: opts.iqn ?? defaultIqn(), luns }],
           },
         }
       : {}),
@@ -119,7 +129,7 @@ export function quickConfig(opts: ServeOptions): LunboxConfig {
               ...(opts.udc !== undefined ? { udc: opts.udc } : {}),
               ...(opts.usbSerial !== undefined ? { serial: opts.usbSerial } : {}),
             },
-            luns: [{ lun: 0, backstore: name }],
+            luns,
           },
         }
       : {}),

@@ -7,4 +7,4 @@ export type { ResolvedTarget } from './validate';
 export { loadConfig, saveConfig, redactSecrets, nodeSaveFs, REDACTED } from './io';
 export type { SaveFs, SaveFileHandle } from './io';
 export { iscsiNameProblem } from './iscsi-name';
-export { openBackstore } from './open-backstore';
+export { openBackstore, openIso } from './open-backstore';

@@ -4,8 +4,16 @@ import { openBlock, openFile, openRam } from '../backstores';
 import type { Backstore } from '../backstores';
 import type { BackstoreConfig } from './schema';
 import { backstoreBytes } from './validate';
+import { emptyMedium } from '../scsi/mmc/mmc';
+
+/** A disc image for a cdrom drive (Runtime.changeMedium opens the next one the same way). */
+export function openIso(name: string, path: string): Promise<Backstore> {
+  return openFile({ name, path, readOnly: true, unmap: 'none' });
+}
 
 export async function openBackstore(b: BackstoreConfig): Promise<Backstore> {
+  // A cdrom is a read-only image, or an empty drive when no path is given.
+  if (b.cdrom === true) return b.path === undefined ? emptyMedium(b.name) : openIso(b.name, b.path);
   const size = backstoreBytes(b);
   const readOnly = b.readOnly === true;
   switch (b.type) {

@@ -29,6 +29,11 @@ export interface BackstoreConfig {
   protection?: 0 | 1 | 3;
   /** SANITIZE pace in bytes per second (or '32M'); default 32 MiB/s. */
   sanitizeRate?: number | string;
+  /**
+   * A CD/DVD-ROM drive (MMC, peripheral device type 05h) with `path` (an .iso) as its disc:
+   * type 'file', read-only, removable, 2048-byte blocks. No `path`: an empty drive.
+   */
+  cdrom?: boolean;
 }
 
 export interface Chap {

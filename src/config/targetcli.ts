@@ -377,6 +377,7 @@ export function exportSaveconfig(cfg: LunboxConfig, opts: ExportOptions = {}): E
       if (b[k] !== undefined) note(`${where}: ${k} ${JSON.stringify(b[k])}: saveconfig.json does not carry the INQUIRY identity (LIO keeps it in configfs wwn/)`);
     }
     if (b.removable) note(`${where}: removable: LIO backstores have no removable-medium flag`);
+    if (b.cdrom) note(`${where}: cdrom: LIO has no CD-ROM (MMC) emulation: exported as a read-only disk image`);
     so['attributes'] = attrs;
     storage.push(so);
   }

@@ -14,7 +14,7 @@ const KEYS = {
   top: ['version', 'backstores', 'iscsi', 'usb', 'sbp2', 'console', 'control', 'engine'],
   console: ['device', 'baudRate'],
   control: ['socket'],
-  backstore: ['name', 'type', 'size', 'path', 'readOnly', 'blockSize', 'writeCache', 'vendor', 'product', 'revision', 'serial', 'thinProvisioning', 'removable', 'physicalBlockSize', 'protection', 'sanitizeRate'],
+  backstore: ['name', 'type', 'size', 'path', 'readOnly', 'blockSize', 'writeCache', 'vendor', 'product', 'revision', 'serial', 'thinProvisioning', 'removable', 'physicalBlockSize', 'protection', 'sanitizeRate', 'cdrom'],
   iscsi: ['portals', 'discoveryAuth', 'targets', 'alua', 'portGroups'],
   portGroup: ['id', 'state', 'ports', 'preferred'],
   usb: ['gadget', 'luns'],
@@ -166,7 +166,10 @@ function checkBackstore(c: Checker, v: unknown, path: string): BackstoreConfig |
     c.add('FORMAT', at(path, 'name'), `bad backstore name ${JSON.stringify(name)}: use 1..64 of A-Z a-z 0-9 _ . -`);
   }
   const type = c.oneOf(o.type, at(path, 'type'), BACKSTORE_TYPES);
-  const blockSize = c.oneOf(o.blockSize, at(path, 'blockSize'), BLOCK_SIZES) ?? 512;
+  c.bool(o.cdrom, at(path, 'cdrom'));
+  const cdrom = o.cdrom === true;
+  const blockSize = c.oneOf(o.blockSize, at(path, 'blockSize'), BLOCK_SIZES) ?? (cdrom ? 2048 : 512);
+  if (cdrom) checkCdrom(c, o, path, type);
   for (const k of ['readOnly', 'writeCache', 'thinProvisioning', 'removable'] as const) c.bool(o[k], at(path, k));
   for (const [k, max] of Object.entries(INQUIRY_LIMITS)) {
     const s = c.string(o[k], at(path, k), 255);
@@ -206,7 +209,8 @@ function checkBackstore(c: Checker, v: unknown, path: string): BackstoreConfig |
 
   const pp = at(path, 'path');
   if (type === 'ram' && o.path !== undefined) c.add('FORMAT', pp, 'a ram backstore has no path: remove it');
-  if ((type === 'file' || type === 'block') && o.path === undefined) c.add('MISSING', pp, `a ${type} backstore needs a path`);
+  // A cdrom without a path is an empty drive.
+  if ((type === 'file' || type === 'block') && o.path === undefined && !cdrom) c.add('MISSING', pp, `a ${type} backstore needs a path`);
   if (o.path !== undefined && type !== 'ram') c.string(o.path, pp);
   if (type === 'block' && o.thinProvisioning === true) {
     c.add('FORMAT', at(path, 'thinProvisioning'), 'block backstores cannot unmap (no discard without ioctl): remove thinProvisioning');
@@ -232,6 +236,17 @@ function checkBackstore(c: Checker, v: unknown, path: string): BackstoreConfig |
     } else c.add('TYPE', sp, `expected bytes per second (a number) or a size like '32M', got ${describe(o.sanitizeRate)}`);
   }
   return o as unknown as BackstoreConfig;
+}
+
+/** A cdrom backstore is an ISO image in a read-only, removable drive with 2048-byte blocks (MMC). */
+function checkCdrom(c: Checker, o: Obj, path: string, type: string | undefined): void {
+  if (type !== undefined && type !== 'file') c.add('FORMAT', at(path, 'type'), `a cdrom backstore is an image file: type must be 'file', not '${type}'`);
+  if (o.readOnly === false) c.add('FORMAT', at(path, 'readOnly'), 'a cdrom is read-only: remove readOnly or set it true');
+  if (o.removable === false) c.add('FORMAT', at(path, 'removable'), 'a cdrom is removable medium: remove removable or set it true');
+  if (o.blockSize !== undefined && o.blockSize !== 2048) c.add('FORMAT', at(path, 'blockSize'), 'a cdrom has 2048-byte blocks: remove blockSize or set it 2048');
+  for (const k of ['size', 'thinProvisioning', 'writeCache', 'physicalBlockSize', 'protection', 'sanitizeRate'] as const) {
+    if (o[k] !== undefined) c.add('FORMAT', at(path, k), `not for a cdrom backstore (the disc image defines the medium): remove ${k}`);
+  }
 }
 
 function checkChap(c: Checker, v: unknown, path: string): void {

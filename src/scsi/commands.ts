@@ -30,6 +30,12 @@ import {
   synchronizeCache,
   testUnitReady,
 } from './sbc/unit';
+import { MmcOp } from './mmc/mmc';
+import { readToc } from './mmc/toc';
+import { getConfiguration } from './mmc/configuration';
+import { getEventStatusNotification, mechanismStatus } from './mmc/events';
+import { getPerformance, readDiscInformation, readDvdStructure, readTrackInformation, setCdSpeed } from './mmc/disc';
+import { mmcStartStopUnit } from './mmc/tray';
 
 const C = 0x07; // CONTROL byte: NACA and LINK are evaluated (and rejected)
 const LBA4 = [0xff, 0xff, 0xff, 0xff];
@@ -240,19 +246,100 @@ export const COMMANDS: readonly CommandDef[] = [
   { name: 'READ DEFECT DATA(12)', opcode: Op.READ_DEFECT_DATA_12, usage: [0xb7, 0x1f, ...LBA4, ...LBA4, 0, C], run: readDefectData12 },
 ];
 
-const BY_OPCODE = new Map<number, CommandDef[]>();
-for (const d of COMMANDS) {
-  const list = BY_OPCODE.get(d.opcode) ?? [];
-  list.push(d);
-  BY_OPCODE.set(d.opcode, list);
+/** The disk commands a CD/DVD-ROM drive shares (SPC-4 and the MMC-6 §4 read-only subset). */
+const MMC_SHARED = [
+  'TEST UNIT READY', 'REQUEST SENSE', 'INQUIRY', 'MODE SELECT(6)', 'MODE SENSE(6)', 'PREVENT ALLOW MEDIUM REMOVAL',
+  'READ CAPACITY(10)', 'READ(10)', 'MODE SELECT(10)', 'MODE SENSE(10)', 'REPORT LUNS',
+  'REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS', 'READ(12)',
+];
+
+function shared(name: string): CommandDef {
+  const d = COMMANDS.find((c) => c.name === name);
+  if (!d) throw new Error(`command table: no ${name}`);
+  return d;
+}
+
+/**
+ * The CD/DVD-ROM (peripheral device type 05h) table: read-only, no SBC write, provisioning or
+ * protection commands, MMC-6 §6 for the rest. GESN and GET CONFIGURATION neither report nor
+ * clear a unit attention (MMC-6 §4.1.6.1), so a host can poll the tray while one is pending.
+ */
+export const MMC_COMMANDS: readonly CommandDef[] = [
+  ...MMC_SHARED.map(shared),
+  {
+    name: 'START STOP UNIT', opcode: Op.START_STOP_UNIT, usage: [0x1b, 0x01, 0, 0x0f, 0xf3, C],
+    timeouts: { nominal: 1, recommended: 60 }, run: mmcStartStopUnit,
+  },
+  {
+    name: 'READ TOC/PMA/ATIP', opcode: MmcOp.READ_TOC_PMA_ATIP, usage: [0x43, 0x02, 0x0f, 0, 0, 0, 0xff, 0xff, 0xff, 0xc0 | C],
+    medium: true, run: readToc,
+  },
+  {
+    name: 'GET CONFIGURATION', opcode: MmcOp.GET_CONFIGURATION, usage: [0x46, 0x03, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, C],
+    uaExempt: true, run: getConfiguration,
+  },
+  {
+    name: 'GET EVENT STATUS NOTIFICATION', opcode: MmcOp.GET_EVENT_STATUS_NOTIFICATION,
+    usage: [0x4a, 0x01, 0, 0, 0xff, 0, 0, 0xff, 0xff, C], uaExempt: true, run: getEventStatusNotification,
+  },
+  {
+    name: 'READ DISC INFORMATION', opcode: MmcOp.READ_DISC_INFORMATION, usage: [0x51, 0x07, 0, 0, 0, 0, 0, 0xff, 0xff, C],
+    medium: true, run: readDiscInformation,
+  },
+  {
+    name: 'READ TRACK INFORMATION', opcode: MmcOp.READ_TRACK_INFORMATION, usage: [0x52, 0x07, ...LBA4, 0, 0xff, 0xff, C],
+    medium: true, run: readTrackInformation,
+  },
+  {
+    name: 'GET PERFORMANCE', opcode: MmcOp.GET_PERFORMANCE, usage: [0xac, 0x1f, ...LBA4, 0, 0, 0xff, 0xff, 0xff, C],
+    run: getPerformance,
+  },
+  {
+    name: 'READ DVD STRUCTURE', opcode: MmcOp.READ_DVD_STRUCTURE, usage: [0xad, 0x0f, ...LBA4, 0xff, 0xff, 0xff, 0xff, 0xc0, C],
+    medium: true, run: readDvdStructure,
+  },
+  {
+    name: 'SET CD SPEED', opcode: MmcOp.SET_CD_SPEED, usage: [0xbb, 0x03, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, C],
+    run: setCdSpeed,
+  },
+  {
+    name: 'MECHANISM STATUS', opcode: MmcOp.MECHANISM_STATUS, usage: [0xbd, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, C],
+    run: mechanismStatus,
+  },
+  {
+    name: 'REPORT SUPPORTED OPERATION CODES', opcode: Op.MAINTENANCE_IN,
+    serviceAction: ServiceAction.REPORT_SUPPORTED_OPERATION_CODES,
+    usage: [0xa3, 0x0c, 0x87, 0xff, 0xff, 0xff, ...LBA4, 0, C], reservationExempt: true,
+    run: makeReportSupportedOpcodes(() => MMC_COMMANDS),
+  },
+].sort((a, b) => a.opcode - b.opcode || (a.serviceAction ?? 0) - (b.serviceAction ?? 0));
+
+export type CommandTable = ReadonlyMap<number, readonly CommandDef[]>;
+
+function index(defs: readonly CommandDef[]): CommandTable {
+  const m = new Map<number, CommandDef[]>();
+  for (const d of defs) {
+    const list = m.get(d.opcode) ?? [];
+    list.push(d);
+    m.set(d.opcode, list);
+  }
+  return m;
+}
+
+const BY_OPCODE = index(COMMANDS);
+const MMC_BY_OPCODE = index(MMC_COMMANDS);
+
+/** The command table of a peripheral device type. */
+export function commandTable(deviceType: 'disk' | 'cdrom'): CommandTable {
+  return deviceType === 'cdrom' ? MMC_BY_OPCODE : BY_OPCODE;
 }
 
 /**
  * The table entry for a CDB: undefined for an unknown opcode (INVALID COMMAND OPERATION
  * CODE), 'bad-sa' for a known opcode with an unknown service action (INVALID FIELD IN CDB).
  */
-export function lookupCommand(opcode: number, cdb: Buffer): CommandDef | 'bad-sa' | undefined {
-  const list = BY_OPCODE.get(opcode);
+export function lookupCommand(opcode: number, cdb: Buffer, table: CommandTable = BY_OPCODE): CommandDef | 'bad-sa' | undefined {
+  const list = table.get(opcode);
   if (!list) return undefined;
   const first = list[0];
   if (first && first.serviceAction === undefined) return first;

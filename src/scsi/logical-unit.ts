@@ -17,14 +17,21 @@ import {
   type SenseSpec,
 } from './sense';
 import type { CommandContext, CommandDef } from './command';
-import { lookupCommand } from './commands';
+import { commandTable, lookupCommand, type CommandTable } from './commands';
+import { MediaEvent, emptyMedium, isEmptyMedium, type MediaEventCode } from './mmc/mmc';
 import { queueUa } from './unit-attention';
 import { persistentReservationConflict } from './spc/persistent-reservations';
 import { aluaCheck, type AluaGroups } from './spc/alua';
 import { MAX_TRANSFER_BYTES, MAX_UNMAP_BLOCKS, MAX_WRITE_SAME_BLOCKS } from './limits';
 
+/** Peripheral device type: 00h direct access block device, 05h CD/DVD device (MMC-6). */
+export type DeviceType = 'disk' | 'cdrom';
+
 export interface LogicalUnitOptions {
+  /** For a CD-ROM, the disc; `emptyMedium(name)` (mmc/mmc.ts) for an empty drive. */
   backstore: Backstore;
+  /** 'cdrom': removable, read-only, 2048-byte blocks, the MMC command set. Default 'disk'. */
+  deviceType?: DeviceType;
   /** 512 (default) | 1024 | 2048 | 4096 */
   blockSize?: number;
   vendor?: string;
@@ -49,6 +56,7 @@ export interface LogicalUnitOptions {
 
 export interface ResolvedLogicalUnitOptions {
   readonly backstore: Backstore;
+  readonly deviceType: DeviceType;
   readonly blockSize: number;
   readonly vendor: string;
   readonly product: string;
@@ -72,6 +80,23 @@ const PRODUCT_BY_KIND: Record<string, string> = { ram: 'RAMDISK', file: 'FILEIO'
 export interface UnitCondition {
   gate(def: CommandDef | undefined): SenseSpec | undefined;
   requestSense(): SenseSpec | undefined;
+}
+
+/** The medium of a CD-ROM cannot be removed: a PREVENT is in effect (use `force`). */
+export class MediumRemovalPreventedError extends Error {
+  readonly code = 'EPREVENTED';
+  constructor(name: string) {
+    super(`${name}: the host prevents medium removal (PREVENT ALLOW MEDIUM REMOVAL); an eject request was sent to it`);
+    this.name = 'MediumRemovalPreventedError';
+  }
+}
+
+/** What a management-side medium change did. */
+export interface MediumChange {
+  /** The backstore that was in the drive (the caller closes it once `idle()` resolves). */
+  readonly previous: Backstore | undefined;
+  /** A PREVENT was overridden. */
+  readonly forced: boolean;
 }
 
 /** Unit attention queued for one I_T nexus. */
@@ -214,7 +239,8 @@ class Context implements CommandContext {
 
 export class LogicalUnit {
   readonly options: ResolvedLogicalUnitOptions;
-  readonly backstore: Backstore;
+  /** The medium; a CD-ROM swaps it on a medium change (insertMedium / ejectMedium). */
+  backstore: Backstore;
   readonly blockSize: number;
 
   // Mode page state (current values; saved values are not supported).
@@ -222,8 +248,15 @@ export class LogicalUnit {
   descriptorSense = false;
   softwareWriteProtect = false;
 
-  /** Medium state for removable units (SBC-3 §5.25 START STOP UNIT, LOEJ). */
+  /** Medium state for removable units (SBC-3 §5.25 START STOP UNIT, LOEJ): ready for media access. */
   mediumLoaded = true;
+  /** CD-ROM: a disc is in the drive (possibly on the open tray). */
+  mediumPresent = true;
+  /** CD-ROM: the tray is open (MMC-6 §6.7.2.5 DOOR OR TRAY OPEN). */
+  trayOpen = false;
+  /** CD-ROM: the media event GESN reports next (MMC-6 §6.7.2.5), consumed by reporting it. */
+  private mediaEvent: MediaEventCode = MediaEvent.NO_CHANGE;
+  private readonly table: CommandTable;
   /** SPC-2 RESERVE(6)/(10) holder (nexus id). */
   reservationHolder: string | undefined;
   /** SPC-4 §5.15 target port groups, bound by the first TargetPort that carries them (spc/alua.ts). */
@@ -249,23 +282,35 @@ export class LogicalUnit {
 
   constructor(opts: LogicalUnitOptions) {
     const bs = opts.backstore;
-    const blockSize = opts.blockSize ?? 512;
+    const deviceType = opts.deviceType ?? 'disk';
+    const cdrom = deviceType === 'cdrom';
+    const blockSize = opts.blockSize ?? (cdrom ? 2048 : 512);
+    if (cdrom) {
+      // MMC-6 §4.2: 2048-byte user data blocks; the medium is read-only and removable.
+      if (blockSize !== 2048) throw new RangeError(`a cdrom unit has 2048-byte blocks, got blockSize ${blockSize}`);
+      if (opts.readOnly === false) throw new RangeError('a cdrom unit is read-only');
+      if (opts.removable === false) throw new RangeError('a cdrom unit is removable');
+      if (opts.protection !== undefined || opts.thinProvisioning === true) {
+        throw new RangeError('a cdrom unit has no protection information or thin provisioning');
+      }
+    }
     if (!BLOCK_SIZES.includes(blockSize)) {
       throw new RangeError(`blockSize must be one of ${BLOCK_SIZES.join(', ')}, got ${blockSize}`);
     }
     const serial = fit(opts.serial ?? deriveSerial(bs.name), 64);
     this.options = {
       backstore: bs,
+      deviceType,
       blockSize,
       vendor: fit(opts.vendor ?? 'LUNBOX', 8),
-      product: fit(opts.product ?? PRODUCT_BY_KIND[bs.kind] ?? 'DISK', 16),
+      product: fit(opts.product ?? (cdrom ? 'CDROM' : PRODUCT_BY_KIND[bs.kind] ?? 'DISK'), 16),
       revision: fit(opts.revision ?? '0001', 4),
       serial,
       naa: (opts.naa ?? deriveNaa(serial)) & ((1n << 124n) - 1n),
-      readOnly: opts.readOnly ?? bs.readOnly,
-      writeCache: opts.writeCache ?? bs.volatileCache,
-      removable: opts.removable ?? false,
-      thinProvisioning: opts.thinProvisioning ?? bs.canUnmap,
+      readOnly: cdrom || (opts.readOnly ?? bs.readOnly),
+      writeCache: !cdrom && (opts.writeCache ?? bs.volatileCache),
+      removable: cdrom || (opts.removable ?? false),
+      thinProvisioning: !cdrom && (opts.thinProvisioning ?? bs.canUnmap),
       physicalBlockSize: physicalBlockSizeOf(opts.physicalBlockSize, blockSize),
       protectionCapable: opts.protection !== undefined,
       sanitizeRate: opts.sanitizeRate ?? 32 * 1024 * 1024,
@@ -280,6 +325,15 @@ export class LogicalUnit {
     this.backstore = bs;
     this.blockSize = blockSize;
     this.writeCacheEnabled = this.options.writeCache;
+    this.table = commandTable(deviceType);
+    if (cdrom && isEmptyMedium(bs)) {
+      this.mediumPresent = false;
+      this.mediumLoaded = false;
+    }
+  }
+
+  get isCdrom(): boolean {
+    return this.options.deviceType === 'cdrom';
   }
 
   get name(): string {
@@ -372,6 +426,86 @@ export class LogicalUnit {
   }
   setPrevent(nexusId: string, on: boolean): void {
     this.nexusState(nexusId).prevent = on;
+  }
+
+  /** SPC-4 §4.5.6 / MMC-6 §4.1.6: why a media access is NOT READY (tray open or closed). */
+  notReadySense(): SenseSpec {
+    if (this.isCdrom && !this.trayOpen) return { key: SenseKey.NOT_READY, asc: Asc.MEDIUM_NOT_PRESENT_TRAY_CLOSED };
+    return { key: SenseKey.NOT_READY, asc: Asc.MEDIUM_NOT_PRESENT_TRAY_OPEN };
+  }
+
+  /** GESN: the pending media event, cleared by reporting it. */
+  takeMediaEvent(): MediaEventCode {
+    const e = this.mediaEvent;
+    this.mediaEvent = MediaEvent.NO_CHANGE;
+    return e;
+  }
+
+  /** CD-ROM tray opened by START STOP UNIT (LOEJ, START 0): the disc stays on the tray. */
+  openTray(): void {
+    if (this.trayOpen) return;
+    this.trayOpen = true;
+    this.mediumLoaded = false;
+    if (this.mediumPresent) this.mediaEvent = MediaEvent.MEDIA_REMOVAL;
+  }
+
+  /** CD-ROM tray closed (LOEJ, START 1): a disc on it becomes ready, NOT READY TO READY CHANGE. */
+  closeTray(): void {
+    if (!this.trayOpen) return;
+    this.trayOpen = false;
+    if (this.mediumPresent) this.mediumReady();
+  }
+
+  private mediumReady(): void {
+    this.mediumLoaded = true;
+    this.mediaEvent = MediaEvent.NEW_MEDIA;
+    // SPC-4 §6.4 / MMC-6 §4.1.6.1: every initiator learns the medium may have changed.
+    this.raiseUaAll(Asc.NOT_READY_TO_READY_CHANGE);
+  }
+
+  private checkRemoval(force: boolean): boolean {
+    if (!this.mediumPresent || !this.isPrevented()) return false;
+    if (!force) {
+      // MMC-6 §6.7.2.5: the host is told a user asked for the disc (EjectRequest).
+      this.mediaEvent = MediaEvent.EJECT_REQUEST;
+      throw new MediumRemovalPreventedError(this.name);
+    }
+    for (const s of this.nexuses.values()) s.prevent = false;
+    return true;
+  }
+
+  /**
+   * Management side: put `medium` in the drive (replacing a disc, as eject + insert) and close
+   * the tray. Refused while the host prevents removal of a disc unless `force`.
+   */
+  insertMedium(medium: Backstore, opts: { force?: boolean } = {}): MediumChange {
+    if (!this.isCdrom) throw new RangeError(`${this.name}: only a cdrom unit changes its medium`);
+    const forced = this.checkRemoval(opts.force === true);
+    const previous = this.mediumPresent ? this.backstore : undefined;
+    this.backstore = medium;
+    this.mediumPresent = !isEmptyMedium(medium);
+    this.trayOpen = false;
+    this.mediumLoaded = false;
+    if (this.mediumPresent) this.mediumReady();
+    return { previous, forced };
+  }
+
+  /** Management side: take the disc out and leave the tray open. Refused under PREVENT unless `force`. */
+  ejectMedium(opts: { force?: boolean } = {}): MediumChange {
+    if (!this.isCdrom) throw new RangeError(`${this.name}: only a cdrom unit ejects its medium`);
+    const forced = this.checkRemoval(opts.force === true);
+    const previous = this.mediumPresent ? this.backstore : undefined;
+    if (previous) this.mediaEvent = MediaEvent.MEDIA_REMOVAL;
+    this.backstore = emptyMedium(this.name);
+    this.mediumPresent = false;
+    this.mediumLoaded = false;
+    this.trayOpen = true;
+    return { previous, forced };
+  }
+
+  /** Resolves when the commands in the task set now have finished (before closing an old medium). */
+  idle(): Promise<void> {
+    return this.settle(this.tasks.slice());
   }
 
   // ---------------------------------------------------------------- resets
@@ -467,7 +601,7 @@ export class LogicalUnit {
     if (this.closed) return Promise.resolve(this.senseResult({ key: SenseKey.NOT_READY, asc: Asc.LUN_NOT_READY_CAUSE_NOT_REPORTABLE }));
     const cdb = cmd.cdb;
     const opcode = cdb[0] ?? 0;
-    const def = lookupCommand(opcode, cdb);
+    const def = lookupCommand(opcode, cdb, this.table);
 
     // SBC-3 §4.11.2: during a sanitize operation commands end NOT READY, SANITIZE IN
     // PROGRESS. Checked before unit attentions, which stay queued until it ends.
@@ -593,9 +727,7 @@ export class LogicalUnit {
     // SPC-4 §5.9.1: what the persistent reservation (if any) lets this nexus run.
     const prConflict = persistentReservationConflict(this, cmd, def);
     if (prConflict) return prConflict;
-    if (def.medium && !this.mediumLoaded) {
-      return this.senseResult({ key: SenseKey.NOT_READY, asc: Asc.MEDIUM_NOT_PRESENT_TRAY_OPEN });
-    }
+    if (def.medium && !this.mediumLoaded) return this.senseResult(this.notReadySense());
     const writeProtect = mapReadOnly || this.options.readOnly || this.softwareWriteProtect;
     if (def.write && writeProtect) {
       return this.senseResult(this.softwareWriteProtect && !mapReadOnly && !this.options.readOnly

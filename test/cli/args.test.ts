@@ -1,6 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseArgs, parseBackstore, parseListen, UsageError } from '../../src/cli/args';
+import type { ServeOptions } from '../../src/cli/args';
+import { quickConfig } from '../../src/cli/main';
 
 const LISTEN: [string, string, number][] = [
   ['127.0.0.1:3260', '127.0.0.1', 3260],
@@ -92,6 +94,20 @@ test('board passes its own arguments through', () => {
 test('config check needs a file', () => {
   assert.equal(parseArgs(['config', 'check', 'x.json']), { kind: 'config-check', file: 'x.json' });
   assert.throws(() => parseArgs(['config', 'check']), /give the config file/);
+});
+
+test('serve --cdrom ISO: LUN 1 beside a disk, LUN 0 alone', () => {
+  const c = parseArgs(['serve', '--usb', '--cdrom', '/srv/a.iso', '-b', 'file:/srv/d.img']);
+  assert.is(c.kind === 'serve' ? c.opts.cdrom : undefined, '/srv/a.iso');
+  const both = quickConfig((c as { opts: ServeOptions }).opts);
+  assert.equal(both.usb?.luns, [{ lun: 0, backstore: 'file0' }, { lun: 1, backstore: 'cdrom0' }]);
+  assert.equal(both.backstores[1], { name: 'cdrom0', type: 'file', path: '/srv/a.iso', cdrom: true });
+  const alone = parseArgs(['serve', '--usb', '--cdrom=/srv/a.iso']) as { opts: ServeOptions };
+  const cfg = quickConfig(alone.opts);
+  assert.equal(cfg.usb?.luns, [{ lun: 0, backstore: 'cdrom0' }]);
+  assert.is(cfg.backstores.length, 1);
+  assert.throws(() => parseArgs(['serve', '--cdrom', 'a.iso', '--cdrom', 'b.iso']), /twice/);
+  assert.throws(() => parseArgs(['serve', '--config', 'x.json', '--cdrom', 'a.iso']), /cannot be combined/);
 });
 
 test.run();

@@ -345,4 +345,25 @@ test('removable is a boolean backstore setting', () => {
   expectIssue((x) => (x.backstores[0].removable = 'yes'), 'TYPE', 'backstores[0].removable', 'expected true or false');
 });
 
+test('cdrom: a file backstore with an ISO path, or no path (an empty drive)', () => {
+  const base = (extra: Any) => ({ version: 1, backstores: [{ name: 'cd0', type: 'file', cdrom: true, ...extra }] });
+  assert.is(validateConfig(base({ path: '/srv/a.iso' })).backstores[0]!.cdrom, true);
+  assert.is(validateConfig(base({})).backstores[0]!.path, undefined);
+  assert.ok(validateConfig(base({ path: '/a.iso', readOnly: true, blockSize: 2048, removable: true })));
+  const one = (raw: unknown, path: string, code: string, text: string) => {
+    const issues = issuesOf(raw);
+    assert.is(issues.length, 1, JSON.stringify(issues));
+    assert.equal([issues[0]!.path, issues[0]!.code], [path, code]);
+    assert.ok(issues[0]!.message.includes(text), issues[0]!.message);
+  };
+  one({ version: 1, backstores: [{ name: 'cd0', type: 'block', path: '/dev/sr0', cdrom: true }] }, 'backstores[0].type', 'FORMAT', "type must be 'file'");
+  one(base({ path: '/a.iso', readOnly: false }), 'backstores[0].readOnly', 'FORMAT', 'read-only');
+  one(base({ path: '/a.iso', blockSize: 512 }), 'backstores[0].blockSize', 'FORMAT', '2048-byte blocks');
+  one(base({ path: '/a.iso', size: '10M' }), 'backstores[0].size', 'FORMAT', 'not for a cdrom');
+  one(base({ path: '/a.iso', removable: false }), 'backstores[0].removable', 'FORMAT', 'removable');
+  one(base({ path: '/a.iso', cdrom: 'yes' }), 'backstores[0].cdrom', 'TYPE', 'expected true or false');
+  // without cdrom a file backstore still needs its path
+  one({ version: 1, backstores: [{ name: 'f', type: 'file' }] }, 'backstores[0].path', 'MISSING', 'needs a path');
+});
+
 test.run();

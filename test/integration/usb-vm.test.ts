@@ -69,4 +69,35 @@ test('lunbox USB mass storage works with the Linux usb-storage driver (QEMU VM, 
   assert.is(r.code, 0, out.slice(-2000));
 });
 
+test('a CD-ROM LUN from an ISO: sr, iso9660, PREVENT, eject and load (QEMU VM, dummy_hcd)', async () => {
+  const missing = await missingPackages();
+  if ((await run('sh', ['-c', 'command -v xorriso || command -v genisoimage'])).code !== 0) missing.push('xorriso');
+  if (missing.length > 0) {
+    assert.unreachable(`the CD-ROM VM test cannot run: missing Debian packages ${missing.join(', ')} (apt-get install ${missing.join(' ')})`);
+  }
+  assert.ok(existsSync(join(ROOT, 'dist', 'lunbox.js')), 'dist/lunbox.js is needed in the VM (npm run build)');
+  const r = await run(RUNNER, [join(ROOT, 'scripts', 'vm', 'guest-cdrom.sh')], { timeoutMs: 20 * 60_000, env: { VM_TIMEOUT: '1080' } });
+  const out = r.stdout + r.stderr;
+  if (r.code === 125 || r.code === 124) {
+    assert.unreachable(`the VM did not run the test (exit ${r.code}: ${r.code === 124 ? 'timeout' : 'VM/harness failure'}):\n${out.slice(-3000)}`);
+  }
+  const failed = out.split('\n').filter((l) => l.startsWith('FAIL: '));
+  assert.equal(failed, [], `guest checks failed:\n${out.slice(-4000)}`);
+  const summary = /guest-cdrom: (\d+) passed, (\d+) failed/.exec(out);
+  assert.ok(summary, `no summary line from the guest script:\n${out.slice(-3000)}`);
+  assert.is(summary?.[2], '0');
+  for (const check of [
+    /PASS: sr driver attached \/dev\/sr\d+/,
+    /PASS: INQUIRY: peripheral device type cd\/dvd/,
+    /PASS: every file reads back identical/,
+    /PASS: eject refused while mounted/,
+    /PASS: TEST UNIT READY: not ready, medium not present - tray open/,
+    /PASS: TEST UNIT READY after load: UNIT ATTENTION 28\/00/,
+    /PASS: files identical after eject \+ load/,
+  ]) {
+    assert.match(out, check);
+  }
+  assert.is(r.code, 0, out.slice(-2000));
+});
+
 test.run();

@@ -4,7 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Status } from '../../src/scsi/types';
-import { COMMANDS } from '../../src/scsi/commands';
+import { COMMANDS, MMC_COMMANDS } from '../../src/scsi/commands';
 import { cdbLengthOf } from '../../src/scsi/cdb';
 import { LogicalUnit } from '../../src/scsi/logical-unit';
 import { TargetPort } from '../../src/scsi/port';
@@ -58,6 +58,37 @@ test('random CDBs never throw or hang', async () => {
   }
   assert.ok(counts.good > 500, `some GOOD results (${counts.good})`);
   assert.ok(counts.check > 500, `some CHECK CONDITION results (${counts.check})`);
+});
+
+test('random CDBs to a CD-ROM unit: only typed results, never HARDWARE ERROR', async () => {
+  const rand = rng(0xcd05);
+  const byte = () => Math.floor(rand() * 256);
+  const lu = new LogicalUnit({ backstore: new MemStore('cd', 64 * 2048), deviceType: 'cdrom' });
+  const port = new TargetPort({ lunMap: () => [{ lun: 0, unit: lu }] });
+  const opcodes = [...new Set(MMC_COMMANDS.map((c) => c.opcode))];
+  const counts = { good: 0, check: 0 };
+  for (let i = 0; i < 4000; i++) {
+    const op = rand() < 0.9 ? opcodes[Math.floor(rand() * opcodes.length)]! : byte();
+    const len = cdbLengthOf(op) ?? 16;
+    const cdb = Buffer.alloc(16);
+    cdb[0] = op;
+    for (let j = 1; j < len; j++) {
+      const r = rand();
+      cdb[j] = r < 0.6 ? 0 : r < 0.85 ? byte() & 0x0f : byte();
+    }
+    if (rand() < 0.5) cdb[len - 1] = 0;
+    const c = cmd(cdb, { data: Buffer.alloc(Math.floor(rand() * 4096)), nexus: nexus(1 + Math.floor(rand() * 2)), dataIn: Math.floor(rand() * 8192) });
+    const r = await port.execute(c);
+    assert.ok(ALLOWED.has(r.status), `status ${r.status} for ${cdb.toString('hex')}`);
+    if (r.status === Status.CHECK_CONDITION) {
+      assert.ok((r.sense![2]! & 0x0f) !== 0x4, `HARDWARE ERROR for ${cdb.toString('hex')}`);
+      counts.check++;
+    } else counts.good++;
+    if (lu.trayOpen && rand() < 0.2) lu.closeTray();
+    if (lu.isPrevented() && rand() < 0.05) lu.setPrevent(nexus(1).id, false);
+  }
+  assert.ok(counts.good > 300, `some GOOD results (${counts.good})`);
+  assert.ok(counts.check > 300, `some CHECK CONDITION results (${counts.check})`);
 });
 
 test.run();

@@ -18,7 +18,7 @@ const overwriteList = (pattern: Buffer, count = 1, invert = false) => {
 };
 const tur = () => cmd([0, 0, 0, 0, 0, 0]);
 const until = async (p: () => Promise<boolean>) => {
-  for (let i = 0; i < 200 && !(await p()); i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 1000 && !(await p()); i++) await new Promise((r) => setTimeout(r, 10));
 };
 
 test('OVERWRITE fills every block with the pattern; INVERT inverts between passes', async () => {
@@ -68,7 +68,9 @@ test('IMMED: GOOD at once; meanwhile NOT READY 04/1B with progress for everythin
 });
 
 test('aborting the SANITIZE task (or resetting the unit) does not stop the operation', async () => {
-  const { port, store } = await fixture({ sanitizeRate: 64 * BS * 10 }, SIZE);
+  // About a second of work, so it is surely still running after the abort and the reset
+  // even on a loaded machine.
+  const { port, store } = await fixture({ sanitizeRate: 64 * BS }, SIZE);
   const list = overwriteList(Buffer.from([0x5a]));
   const c = cmd(san(1, list.length), { data: list });
   const pending = port.execute(c);

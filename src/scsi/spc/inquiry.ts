@@ -21,6 +21,7 @@ const Version = {
   SAM5: 0x00a0,
   SPC4: 0x0460,
   SBC3: 0x04c0,
+  MMC6: 0x04e0,
   ISCSI: 0x0960,
   SBP3: 0x08e0,
   UAS: 0x1740,
@@ -36,19 +37,21 @@ function ascii(out: Buffer, at: number, len: number, s: string): void {
 export function standardInquiry(lu: LogicalUnit, nexus: Nexus): Buffer {
   const o = lu.options;
   const b = Buffer.alloc(STANDARD_LENGTH);
-  b[0] = 0x00; // connected direct access block device
+  const cdrom = o.deviceType === 'cdrom';
+  // PERIPHERAL DEVICE TYPE: 00h direct access block device, 05h CD/DVD device (MMC-6).
+  b[0] = cdrom ? 0x05 : 0x00;
   b[1] = o.removable ? 0x80 : 0x00;
   b[2] = 0x06;
   b[3] = 0x10 | 0x02; // HISUP, response data format 2
   b[4] = STANDARD_LENGTH - 5;
   b[7] = 0x02; // CMDQUE: SIMPLE / ORDERED / HEAD OF QUEUE
   // TPGS(5:4) from the target port groups (spc/alua.ts); 3PC(3): EXTENDED COPY.
-  b[5] = (b[5] ?? 0) | ((lu.alua?.tpgs ?? 0) << 4) | 0x08;
+  b[5] = (b[5] ?? 0) | ((lu.alua?.tpgs ?? 0) << 4) | (cdrom ? 0 : 0x08);
   if (lu.options.protectionCapable) b[5] = (b[5] ?? 0) | 0x01; // PROTECT (SBC-3 §4.22)
   ascii(b, 8, 8, o.vendor);
   ascii(b, 16, 16, o.product);
   ascii(b, 32, 4, o.revision);
-  const versions: number[] = [Version.SAM5, Version.SPC4, Version.SBC3];
+  const versions: number[] = [Version.SAM5, Version.SPC4, cdrom ? Version.MMC6 : Version.SBC3];
   const t = TRANSPORT_VERSION[nexus.protocolId];
   if (t !== undefined) versions.push(t);
   versions.forEach((v, i) => b.writeUInt16BE(v, 58 + i * 2));
@@ -76,6 +79,8 @@ export const VPD = {
   LOGICAL_BLOCK_PROVISIONING: 0xb2,
 } as const;
 
+/** A CD-ROM has no SBC pages (B0h..B2h) and no EXTENDED COPY. */
+const MMC_PAGES = [VPD.SUPPORTED, VPD.UNIT_SERIAL, VPD.DEVICE_ID, VPD.EXTENDED_INQUIRY];
 const SUPPORTED_PAGES = [VPD.SUPPORTED, VPD.UNIT_SERIAL, VPD.DEVICE_ID, VPD.EXTENDED_INQUIRY, VPD.THIRD_PARTY_COPY, VPD.BLOCK_LIMITS, VPD.BLOCK_CHARACTERISTICS, VPD.LOGICAL_BLOCK_PROVISIONING];
 
 function page(code: number, body: Buffer): Buffer {
@@ -185,9 +190,11 @@ function provisioning(lu: LogicalUnit): Buffer {
 }
 
 export function vpdPage(lu: LogicalUnit, nexus: Nexus, code: number): Buffer | undefined {
+  const pages: readonly number[] = lu.isCdrom ? MMC_PAGES : SUPPORTED_PAGES;
+  if (!pages.includes(code)) return undefined;
   switch (code) {
     case VPD.SUPPORTED:
-      return page(code, Buffer.from(SUPPORTED_PAGES));
+      return page(code, Buffer.from(pages));
     case VPD.UNIT_SERIAL:
       return page(code, Buffer.from(lu.options.serial, 'latin1'));
     case VPD.DEVICE_ID:

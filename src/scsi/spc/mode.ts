@@ -8,6 +8,8 @@
 // Long block descriptor (16): 0..7 NUMBER OF BLOCKS, 12..15 LOGICAL BLOCK LENGTH
 // Pages: 01h read-write error recovery, 08h caching (WCE changeable), 0Ah control (D_SENSE and
 // SWP changeable), 1Ch informational exceptions control; 3Fh = all pages.
+// A CD-ROM (MMC-6 §7) has 01h, 0Ah, 1Ah power condition and 2Ah CD/DVD capabilities and
+// mechanical status, and no block descriptor.
 
 import { Asc, SenseKey, illegal, invalidCdb, invalidParam } from '../sense';
 import type { CommandContext, Handler } from '../command';
@@ -17,7 +19,9 @@ export const ModePage = {
   RW_ERROR_RECOVERY: 0x01,
   CACHING: 0x08,
   CONTROL: 0x0a,
+  POWER_CONDITION: 0x1a,
   INFORMATIONAL_EXCEPTIONS: 0x1c,
+  CAPABILITIES: 0x2a,
   ALL: 0x3f,
 } as const;
 
@@ -32,7 +36,12 @@ interface PageValues {
   qerr: 0 | 1 | 3;
   uaIntlck: 0 | 2 | 3;
   tas: boolean;
+  /** A PREVENT is in effect (page 2Ah LOCK STATE). */
+  locked: boolean;
 }
+
+/** Page 2Ah READ SPEED fields, kB/s: 24× CD (1× = 176.4 kB/s). */
+const CD_READ_SPEED = 4234;
 
 /** Build one mode page for the given values; `changeable` yields the changeable-bits mask. */
 function buildPage(code: number, v: PageValues, changeable: boolean): Buffer {
@@ -73,6 +82,30 @@ function buildPage(code: number, v: PageValues, changeable: boolean): Buffer {
       b.writeUInt16BE(0xffff, 8); // busy timeout: unlimited
       return b;
     }
+    case ModePage.POWER_CONDITION: {
+      // SPC-4 §7.5.13: no idle or standby timers.
+      const b = Buffer.alloc(12);
+      b[0] = code;
+      b[1] = 10;
+      return b;
+    }
+    case ModePage.CAPABILITIES: {
+      // MMC-6 Annex / MMC-3 §5.5.10, page length 14h: 2 read media (DVD-ROM(3) CD-RW(1) CD-R(0)),
+      // 3 write media (none), 4 MULTI SESSION(6) MODE 2 FORM 1(4), 5 CD-DA features (none),
+      // 6 MECHANISM(7:5)=001b tray, EJECT(3), PREVENT JUMPER(2), LOCK STATE(1), LOCK(0),
+      // 8..9 MAXIMUM READ SPEED, 10..11 VOLUME LEVELS, 12..13 BUFFER SIZE (KiB), 14..15 CURRENT READ SPEED.
+      const b = Buffer.alloc(22);
+      b[0] = code;
+      b[1] = 0x14;
+      if (changeable) return b;
+      b[2] = 0x08 | 0x02 | 0x01;
+      b[4] = 0x40 | 0x10;
+      b[6] = 0x20 | 0x08 | 0x04 | (v.locked ? 0x02 : 0) | 0x01;
+      b.writeUInt16BE(CD_READ_SPEED, 8);
+      b.writeUInt16BE(512, 12);
+      b.writeUInt16BE(CD_READ_SPEED, 14);
+      return b;
+    }
     case ModePage.INFORMATIONAL_EXCEPTIONS: {
       const b = Buffer.alloc(12);
       b[0] = code;
@@ -84,10 +117,13 @@ function buildPage(code: number, v: PageValues, changeable: boolean): Buffer {
   }
 }
 
-const PAGES = [ModePage.RW_ERROR_RECOVERY, ModePage.CACHING, ModePage.CONTROL, ModePage.INFORMATIONAL_EXCEPTIONS];
+const PAGES: readonly number[] = [ModePage.RW_ERROR_RECOVERY, ModePage.CACHING, ModePage.CONTROL, ModePage.INFORMATIONAL_EXCEPTIONS];
+const MMC_PAGES: readonly number[] = [ModePage.RW_ERROR_RECOVERY, ModePage.CONTROL, ModePage.POWER_CONDITION, ModePage.CAPABILITIES];
+
+const pagesOf = (lu: LogicalUnit): readonly number[] => (lu.isCdrom ? MMC_PAGES : PAGES);
 
 function values(lu: LogicalUnit, pc: Pc): PageValues {
-  if (pc === PageControl.DEFAULT) return { wce: lu.options.writeCache, dsense: false, swp: false, qerr: 0, uaIntlck: 0, tas: true };
+  if (pc === PageControl.DEFAULT) return { wce: lu.options.writeCache, dsense: false, swp: false, qerr: 0, uaIntlck: 0, tas: true, locked: false };
   return {
     wce: lu.writeCacheEnabled,
     dsense: lu.descriptorSense,
@@ -95,6 +131,7 @@ function values(lu: LogicalUnit, pc: Pc): PageValues {
     qerr: lu.qerr,
     uaIntlck: lu.uaInterlock,
     tas: lu.taskAbortedStatus,
+    locked: lu.isPrevented(),
   };
 }
 
@@ -114,9 +151,9 @@ function modeSense(ten: boolean): Handler {
     if (code === ModePage.ALL) {
       // Subpage 00h: all pages; FFh: all pages and subpages (we have no subpages).
       if (subpage !== 0x00 && subpage !== 0xff) return ctx.fail(invalidCdb(3));
-      codes = PAGES;
+      codes = [...pagesOf(lu)];
     } else {
-      if (!PAGES.includes(code as (typeof PAGES)[number])) return ctx.fail(invalidCdb(2, 5));
+      if (!pagesOf(lu).includes(code)) return ctx.fail(invalidCdb(2, 5));
       if (subpage !== 0 && subpage !== 0xff) return ctx.fail(invalidCdb(3));
       codes = [code];
     }
@@ -125,7 +162,8 @@ function modeSense(ten: boolean): Handler {
 
     const blocks = lu.blockCount;
     let desc: Buffer;
-    if (dbd) desc = Buffer.alloc(0);
+    // MMC-6 §7.2: a CD/DVD device returns no block descriptor.
+    if (dbd || lu.isCdrom) desc = Buffer.alloc(0);
     else if (llbaa) {
       desc = Buffer.alloc(16);
       desc.writeBigUInt64BE(BigInt(blocks), 0);
@@ -136,13 +174,13 @@ function modeSense(ten: boolean): Handler {
       desc.writeUIntBE(lu.blockSize, 5, 3);
     }
     // Device-specific parameter (SBC-3 §6.4.1): WP when write protected, DPOFUA supported.
-    const dsp = (ctx.writeProtected ? 0x80 : 0) | 0x10;
+    const dsp = lu.isCdrom ? 0 : (ctx.writeProtected ? 0x80 : 0) | 0x10;
     const header = Buffer.alloc(ten ? 8 : 4);
     const total = header.length + desc.length + pages.reduce((n, p) => n + p.length, 0);
     if (ten) {
       header.writeUInt16BE(total - 2, 0);
       header[3] = dsp;
-      header[4] = llbaa && !dbd ? 0x01 : 0;
+      header[4] = llbaa && desc.length > 0 ? 0x01 : 0;
       header.writeUInt16BE(desc.length, 6);
     } else {
       header[0] = Math.min(0xff, total - 1);
@@ -190,7 +228,7 @@ function modeSelect(ten: boolean): Handler {
       if (o + 2 > data.length) return fail(illegal(Asc.PARAMETER_LIST_LENGTH_ERROR));
       const code = (data[o] ?? 0) & 0x3f;
       if (((data[o] ?? 0) & 0x40) !== 0) return fail(invalidParam(o, 6)); // SPF: no subpages
-      if (!PAGES.includes(code as (typeof PAGES)[number])) return fail(invalidParam(o, 5));
+      if (!pagesOf(lu).includes(code)) return fail(invalidParam(o, 5));
       const cur = buildPage(code, next, false);
       const mask = buildPage(code, next, true);
       const plen = (data[o + 1] ?? 0) + 2;
