@@ -69,23 +69,30 @@ test('lunbox USB mass storage works with the Linux usb-storage driver (QEMU VM, 
   assert.is(r.code, 0, out.slice(-2000));
 });
 
-test('a CD-ROM LUN from an ISO: sr, iso9660, PREVENT, eject and load (QEMU VM, dummy_hcd)', async () => {
-  const missing = await missingPackages();
-  if ((await run('sh', ['-c', 'command -v xorriso || command -v genisoimage'])).code !== 0) missing.push('xorriso');
-  if (missing.length > 0) {
-    assert.unreachable(`the CD-ROM VM test cannot run: missing Debian packages ${missing.join(', ')} (apt-get install ${missing.join(' ')})`);
-  }
+/** Run one guest script in the VM; fails with the reason when the VM did not run it. */
+async function runGuest(script: string, label: string): Promise<string> {
   assert.ok(existsSync(join(ROOT, 'dist', 'lunbox.js')), 'dist/lunbox.js is needed in the VM (npm run build)');
-  const r = await run(RUNNER, [join(ROOT, 'scripts', 'vm', 'guest-cdrom.sh')], { timeoutMs: 20 * 60_000, env: { VM_TIMEOUT: '1080' } });
+  const r = await run(RUNNER, [join(ROOT, 'scripts', 'vm', script)], { timeoutMs: 20 * 60_000, env: { VM_TIMEOUT: '1080' } });
   const out = r.stdout + r.stderr;
   if (r.code === 125 || r.code === 124) {
     assert.unreachable(`the VM did not run the test (exit ${r.code}: ${r.code === 124 ? 'timeout' : 'VM/harness failure'}):\n${out.slice(-3000)}`);
   }
   const failed = out.split('\n').filter((l) => l.startsWith('FAIL: '));
   assert.equal(failed, [], `guest checks failed:\n${out.slice(-4000)}`);
-  const summary = /guest-cdrom: (\d+) passed, (\d+) failed/.exec(out);
+  const summary = new RegExp(`${label}: (\\d+) passed, (\\d+) failed`).exec(out);
   assert.ok(summary, `no summary line from the guest script:\n${out.slice(-3000)}`);
   assert.is(summary?.[2], '0');
+  assert.is(r.code, 0, out.slice(-2000));
+  return out;
+}
+
+test('a CD-ROM LUN from an ISO: sr, iso9660, PREVENT, eject and load (QEMU VM, dummy_hcd)', async () => {
+  const missing = await missingPackages();
+  if ((await run('sh', ['-c', 'command -v xorriso || command -v genisoimage'])).code !== 0) missing.push('xorriso');
+  if (missing.length > 0) {
+    assert.unreachable(`the CD-ROM VM test cannot run: missing Debian packages ${missing.join(', ')} (apt-get install ${missing.join(' ')})`);
+  }
+  const out = await runGuest('guest-cdrom.sh', 'guest-cdrom');
   for (const check of [
     /PASS: sr driver attached \/dev\/sr\d+/,
     /PASS: INQUIRY: peripheral device type cd\/dvd/,
@@ -97,7 +104,27 @@ test('a CD-ROM LUN from an ISO: sr, iso9660, PREVENT, eject and load (QEMU VM, d
   ]) {
     assert.match(out, check);
   }
-  assert.is(r.code, 0, out.slice(-2000));
+});
+
+// The board's first boot apart from the CPU: rootfs/ and the bundle installed as make-image
+// installs them, lunbox.service's own lines run in systemd's order, the default config.
+test('first boot: the rootfs service with the default config gives the computer a disk and an ACM port (QEMU VM)', async () => {
+  const missing = await missingPackages();
+  if (missing.length > 0) {
+    assert.unreachable(`the first-boot VM test cannot run: missing Debian packages ${missing.join(', ')} (apt-get install ${missing.join(' ')})`);
+  }
+  const out = await runGuest('guest-firstboot.sh', 'guest-firstboot');
+  for (const check of [
+    /PASS: ExecStartPre: \/usr\/lib\/lunbox\/lunbox-prepare/,
+    /PASS: the disk was created on first start/,
+    /PASS: the computer sees the disk as \/dev\/sd[a-z]+/,
+    /PASS: its partition is FAT labelled LUNBOX/,
+    /PASS: the ACM console is \/dev\/ttyACM0 on the computer/,
+    /PASS: SIGTERM: lunbox exits 0/,
+    /PASS: the gadget is gone from configfs/,
+  ]) {
+    assert.match(out, check);
+  }
 });
 
 test.run();

@@ -1,0 +1,75 @@
+#!/bin/sh
+# Guest script for scripts/vm/run-in-vm.sh: a board's first boot, apart from the CPU
+# architecture. The rootfs overlay and the bundle are installed as scripts/make-image installs
+# them (rootfs/ copied over /, dist/lunbox.js as /usr/lib/lunbox/lunbox.js, nothing else: no
+# node_modules), then lunbox.service's own lines run in the order systemd runs them
+# (EnvironmentFile, ExecStartPre, ExecStart, then SIGTERM and ExecStopPost; PID 1 here is the
+# VM harness, not systemd). The same kernel's host side must see:
+#   1. the disk created on first start (one FAT partition labelled LUNBOX) as /dev/sdX, mountable;
+#   2. the ACM port as /dev/ttyACM0 (the shell on it needs the serialport addon, which
+#      make-image does not install yet: lunbox then warns and serves the disk anyway);
+#   3. everything gone after the stop.
+# Usage: scripts/vm/run-in-vm.sh scripts/vm/guest-firstboot.sh
+set -u
+REPO=$(cd "${VM_SCRIPT_DIR:-$(dirname "$0")}/../.." && pwd)
+. "$REPO/scripts/vm/lib-usb.sh"
+PASSED=0; FAILED=0
+pass() { PASSED=$((PASSED + 1)); echo "PASS: $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*"; }
+check() { n=$1; shift; if "$@"; then pass "$n"; else fail "$n"; fi; }
+PID=
+finish() {
+	[ -n "$PID" ] && kill -TERM $PID 2>/dev/null && wait $PID 2>/dev/null
+	echo "guest-firstboot: $PASSED passed, $FAILED failed"
+	[ "$FAILED" = 0 ] && [ "$PASSED" -gt 0 ]
+	exit $?
+}
+
+usb_modules
+[ -f "$REPO/dist/lunbox.js" ] || { fail "dist/lunbox.js present (npm run build)"; finish; }
+
+# --- install, as make-image does ----------------------------------------------------------
+cp -a "$REPO/rootfs/." / && install -m 0755 "$REPO/dist/lunbox.js" /usr/lib/lunbox/lunbox.js
+check "overlay and bundle installed" test -x /usr/lib/lunbox/lunbox -a -f /etc/systemd/system/lunbox.service
+# make-image appends the Node it installed; this VM runs the host's node. The guest's /var is
+# RAM: a small disk instead of half the free space.
+{ echo "LUNBOX_NODE=$(command -v node)"; echo "LUNBOX_DISK_SIZE=128M"; } >>/etc/default/lunbox
+UNIT=/etc/systemd/system/lunbox.service
+unit_line() { sed -n "s/^$1=//p" "$UNIT" | head -n 1; }
+set -a; . /etc/default/lunbox; set +a
+
+# --- ExecStartPre: modules, stale gadgets, the disk -------------------------------------------
+check "ExecStartPre: $(unit_line ExecStartPre)" sh -c "$(unit_line ExecStartPre)"
+check "the disk was created on first start" test -s /var/lib/lunbox/disk0.img
+
+# --- ExecStart ----------------------------------------------------------------------------
+$(unit_line ExecStart) >/tmp/firstboot.log 2>&1 &
+PID=$!
+if wait_sd lunbox 600; then pass "the computer sees the disk as /dev/$DEV"; else fail "disk seen by usb-storage"; cat /tmp/firstboot.log; finish; fi
+i=0; while [ ! -b /dev/${DEV}1 ] && [ $i -lt 50 ]; do i=$((i + 1)); sleep 0.1; done
+check "its partition is FAT labelled LUNBOX" sh -c "blkid /dev/${DEV}1 | grep -q 'LABEL=\"LUNBOX\"'"
+mkdir -p /mnt/lunbox
+if mount /dev/${DEV}1 /mnt/lunbox; then
+	head -c 1048576 /dev/urandom >/mnt/lunbox/hello.bin && sum1=$(sha256sum </mnt/lunbox/hello.bin)
+	umount /mnt/lunbox && mount /dev/${DEV}1 /mnt/lunbox && sum2=$(sha256sum </mnt/lunbox/hello.bin)
+	umount /mnt/lunbox
+	check "a file written to it reads back after remount" test "$sum1" = "$sum2"
+else
+	fail "mount /dev/${DEV}1"
+fi
+i=0; while [ ! -c /dev/ttyACM0 ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
+check "the ACM console is /dev/ttyACM0 on the computer" test -c /dev/ttyACM0
+check "the service logged no error" sh -c "! grep -q '^<3>' /tmp/firstboot.log"
+sed 's/^/  lunbox: /' /tmp/firstboot.log | grep -iv 'debug' | tail -n 15
+
+# --- stop: SIGTERM, then ExecStopPost -------------------------------------------------------
+kill -TERM $PID
+i=0; while kill -0 $PID 2>/dev/null && [ $i -lt 200 ]; do i=$((i + 1)); sleep 0.1; done
+if kill -0 $PID 2>/dev/null; then echo "lunbox still running 20 s after SIGTERM: SIGKILL"; kill -9 $PID; fi
+wait $PID; rc=$?; PID=
+check "SIGTERM: lunbox exits 0" test "$rc" = 0
+check "ExecStopPost: $(unit_line ExecStopPost)" sh -c "$(unit_line ExecStopPost)"
+check "the gadget is gone from configfs" test ! -e /sys/kernel/config/usb_gadget/lunbox
+check "the disk is gone from the computer" wait_no_sd "$DEV"
+sed 's/^/  lunbox: /' /tmp/firstboot.log | tail -n 20
+finish
