@@ -191,6 +191,9 @@ test('a LUN added live is seen by initiators; a session logged in across the cha
     const rl = await held.command([0xa0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0], { dataIn: 4096 });
     assert.is(rl.status, 0);
     assert.is(rl.data.readUInt32BE(0), 16, 'REPORT LUNS lists two LUNs');
+    // A new logical unit starts with a power-on unit attention for every nexus (SAM-5 §6.3).
+    const first = await held.command([0, 0, 0, 0, 0, 0], { lun: 1 });
+    assert.equal(first.status === 0 ? 'good' : senseKey(first.sense), { key: 0x06, asc: 0x29, ascq: 0x00 }, 'power-on UA from the new LUN');
     assert.is((await held.command([0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], { lun: 1, dataIn: 512 })).status, 0, 'the new LUN reads on the same session');
     assert.is((await held.command([0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], { lun: 0, dataIn: 512 })).status, 0, 'the old LUN still reads');
     held.close();
