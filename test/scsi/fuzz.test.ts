@@ -23,6 +23,21 @@ function rng(seed: number): () => number {
 
 const ALLOWED = new Set<number>([Status.GOOD, Status.CHECK_CONDITION, Status.RESERVATION_CONFLICT]);
 
+/** A random CDB: mostly a known opcode, mostly small field values so that some commands get past the range checks. */
+function randomCdb(rand: () => number, opcodes: readonly number[]): Buffer {
+  const byte = () => Math.floor(rand() * 256);
+  const op = rand() < 0.9 ? opcodes[Math.floor(rand() * opcodes.length)]! : byte();
+  const len = cdbLengthOf(op) ?? 16;
+  const cdb = Buffer.alloc(16);
+  cdb[0] = op;
+  for (let j = 1; j < len; j++) {
+    const r = rand();
+    cdb[j] = r < 0.6 ? 0 : r < 0.85 ? byte() & 0x0f : byte();
+  }
+  if (rand() < 0.5) cdb[len - 1] = 0;
+  return cdb;
+}
+
 test('random CDBs never throw or hang', async () => {
   const rand = rng(0x5eed);
   const byte = () => Math.floor(rand() * 256);
@@ -32,16 +47,7 @@ test('random CDBs never throw or hang', async () => {
   const opcodes = [...new Set(COMMANDS.map((c) => c.opcode))];
   const counts = { good: 0, check: 0 };
   for (let i = 0; i < 6000; i++) {
-    const op = rand() < 0.9 ? opcodes[Math.floor(rand() * opcodes.length)]! : byte();
-    const len = cdbLengthOf(op) ?? 16;
-    const cdb = Buffer.alloc(16);
-    cdb[0] = op;
-    for (let j = 1; j < len; j++) {
-      // Mostly small values so that some commands get past the range checks.
-      const r = rand();
-      cdb[j] = r < 0.6 ? 0 : r < 0.85 ? byte() & 0x0f : byte();
-    }
-    if (rand() < 0.5) cdb[len - 1] = 0;
+    const cdb = randomCdb(rand, opcodes);
     const data = Buffer.alloc(Math.floor(rand() * 4096), byte());
     const c = cmd(cdb, { data, nexus: nexus(1 + Math.floor(rand() * 2)), dataIn: Math.floor(rand() * 8192) });
     const r = await Promise.race([
@@ -68,15 +74,7 @@ test('random CDBs to a CD-ROM unit: only typed results, never HARDWARE ERROR', a
   const opcodes = [...new Set(MMC_COMMANDS.map((c) => c.opcode))];
   const counts = { good: 0, check: 0 };
   for (let i = 0; i < 4000; i++) {
-    const op = rand() < 0.9 ? opcodes[Math.floor(rand() * opcodes.length)]! : byte();
-    const len = cdbLengthOf(op) ?? 16;
-    const cdb = Buffer.alloc(16);
-    cdb[0] = op;
-    for (let j = 1; j < len; j++) {
-      const r = rand();
-      cdb[j] = r < 0.6 ? 0 : r < 0.85 ? byte() & 0x0f : byte();
-    }
-    if (rand() < 0.5) cdb[len - 1] = 0;
+    const cdb = randomCdb(rand, opcodes);
     const c = cmd(cdb, { data: Buffer.alloc(Math.floor(rand() * 4096)), nexus: nexus(1 + Math.floor(rand() * 2)), dataIn: Math.floor(rand() * 8192) });
     const r = await port.execute(c);
     assert.ok(ALLOWED.has(r.status), `status ${r.status} for ${cdb.toString('hex')}`);
