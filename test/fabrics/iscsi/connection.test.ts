@@ -1,8 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { connect, type Socket } from 'node:net';
 import { computeResiduals, tmfResponseCode } from '../../../src/fabrics/iscsi/connection';
-import { PduFramer } from '../../../src/fabrics/iscsi/framer';
+import { Ini } from './initiator';
 import { IscsiServer } from '../../../src/fabrics/iscsi/index';
 import { decodeText, encodeText, type TextPair } from '../../../src/fabrics/iscsi/text';
 import type { ScsiCommand, ScsiPort, ScsiResult } from '../../../src/scsi/types';
@@ -67,80 +66,6 @@ const port: ScsiPort & { lost: number } = {
 const IQN = 'iqn.2024-01.org.lunbox:e2e';
 const INI = 'iqn.1994-05.com.example:e2e';
 
-interface Pdu {
-  bhs: Buffer;
-  data: Buffer;
-}
-class Ini {
-  private f = new PduFramer();
-  private q: Pdu[] = [];
-  private waiters: ((p: Pdu | null) => void)[] = [];
-  closed = false;
-  cmdSN = 1;
-  statSN = 0;
-  constructor(readonly sock: Socket) {
-    this.f.maxDataSegmentLength = 1 << 24;
-    sock.on('data', (c: Buffer) => {
-      this.f.push(c);
-      for (let e = this.f.next(); e !== null; e = this.f.next()) {
-        if (e.type !== 'pdu') continue;
-        const p = { bhs: Buffer.from(e.bhs), data: Buffer.concat(e.data as Buffer[]) };
-        const w = this.waiters.shift();
-        if (w) w(p);
-        else this.q.push(p);
-      }
-    });
-    sock.on('close', () => {
-      this.closed = true;
-      for (const w of this.waiters.splice(0)) w(null);
-    });
-  }
-  static open(p: number): Promise<Ini> {
-    return new Promise((res) => {
-      const s = connect(p, '127.0.0.1', () => res(new Ini(s)));
-    });
-  }
-  send(bhs: Buffer, data: Buffer = Buffer.alloc(0)): void {
-    bhs.writeUIntBE(data.length, 5, 3);
-    this.sock.write(Buffer.concat([bhs, data, Buffer.alloc((4 - (data.length & 3)) & 3)]));
-  }
-  recv(ms = 2000): Promise<Pdu | null> {
-    const p = this.q.shift();
-    if (p) return Promise.resolve(p);
-    return new Promise((res) => {
-      const w = (x: Pdu | null) => {
-        clearTimeout(t);
-        res(x);
-      };
-      const t = setTimeout(() => {
-        this.waiters.splice(this.waiters.indexOf(w), 1);
-        res(null);
-      }, ms);
-      this.waiters.push(w);
-    });
-  }
-  async login(pairs: TextPair[], csg = 1, nsg = 3): Promise<Pdu> {
-    const b = Buffer.alloc(48);
-    b[0] = 0x43;
-    b[1] = 0x80 | (csg << 2) | nsg;
-    Buffer.from('400000000001', 'hex').copy(b, 8);
-    b.writeUInt32BE(1, 16);
-    b.writeUInt32BE(this.cmdSN, 24);
-    this.send(b, encodeText(pairs));
-    return (await this.recv())!;
-  }
-  scsi(itt: number, cdb: number[], flags: number, edtl: number, imm?: Buffer): void {
-    const b = Buffer.alloc(48);
-    b[0] = 0x01;
-    b[1] = 0x80 | flags | 1;
-    b.writeUInt32BE(itt, 16);
-    b.writeUInt32BE(edtl, 20);
-    b.writeUInt32BE(this.cmdSN++, 24);
-    Buffer.from(cdb).copy(b, 32);
-    this.send(b, imm);
-  }
-}
-
 let server: IscsiServer;
 let P = 0;
 test.before(async () => {
@@ -165,7 +90,7 @@ const NORMAL: TextPair[] = [
 
 test('e2e: login, SCSI read/write with R2T, sense, NOP, Reject, logout', async () => {
   const c = await Ini.open(P);
-  const lr = await c.login(NORMAL);
+  const lr = (await c.login(NORMAL)).pdu;
   assert.is(lr.bhs[0], 0x23);
   assert.is(lr.bhs.readUInt16BE(36), 0);
   assert.ok(lr.bhs.readUInt16BE(14) !== 0, 'TSIH assigned');
@@ -274,7 +199,7 @@ test('e2e: login status classes', async () => {
   ];
   for (const [pairs, status] of cases) {
     const c = await Ini.open(P);
-    const r = (await c.login(pairs))!;
+    const r = (await c.login(pairs)).pdu;
     assert.is(r.bhs.readUInt16BE(36), status);
     assert.is(await c.recv(), null);
     assert.ok(c.closed);
@@ -320,7 +245,7 @@ test('e2e: session reinstatement (same ISID, TSIH 0) drops the old session', asy
   await a.login(NORMAL);
   const before = port.lost;
   const b = await Ini.open(P);
-  const r = await b.login(NORMAL);
+  const r = (await b.login(NORMAL)).pdu;
   assert.is(r.bhs.readUInt16BE(36), 0);
   assert.is(await a.recv(500), null);
   assert.ok(a.closed);
@@ -346,7 +271,7 @@ test('fuzz: random bytes after login never crash the server (seeded)', async () 
   }
   // The server still serves a clean login.
   const ok = await Ini.open(P);
-  assert.is((await ok.login(NORMAL)).bhs.readUInt16BE(36), 0);
+  assert.is((await ok.login(NORMAL)).pdu.bhs.readUInt16BE(36), 0);
   ok.sock.destroy();
 });
 
