@@ -12,7 +12,7 @@ import { parseArgs, UsageError } from './args';
 import type { ServeOptions } from './args';
 import { HELP_CONFIG_IO, HELP_CONSOLE, HELP_PROBE, HELP_SHELL, runMgmt, startManagement } from './mgmt';
 
-const HELP_MAIN = `lunbox ${VERSION} - a userspace SCSI target: iSCSI today, USB mass storage and SBP-2 next
+const HELP_MAIN = `lunbox ${VERSION} - a userspace SCSI target: iSCSI and USB mass storage (disk, CD-ROM); SBP-2 next
 
 Usage:
   lunbox serve [OPTIONS]         serve LUNs until SIGINT/SIGTERM
