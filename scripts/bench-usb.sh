@@ -80,7 +80,7 @@ else
 	echo "lunbox: did not start or no /dev/sdX"; cat "$LUNBOX_LOG"; R_lunbox=0; W_lunbox=0
 fi
 lunbox_stop TERM
-grep -E 'warn|error' "$LUNBOX_LOG" | head -n 5
+grep -E 'warn|error|usb profile' "$LUNBOX_LOG" | head -n 5
 
 say "sequential 1 MiB O_DIRECT, MB/s (best of $RUNS)"
 printf '%-24s %8s %8s\n' "" read write

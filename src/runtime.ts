@@ -11,6 +11,8 @@ import { IscsiServer } from './fabrics/iscsi/index';
 import type { ChapCredentials, IscsiTargetDef, IscsiTargetParams } from './fabrics/iscsi/index';
 import { AluaGroups, LogicalUnit, TargetPort, usePrStore } from './scsi/index';
 import { UsbTarget } from './fabrics/usb/usb-target';
+import { KernelUsbTarget } from './fabrics/usb/kernel-msc';
+import type { KernelMscLun } from './fabrics/usb/gadget';
 import type { UsbGadgetOptions } from './fabrics/usb/usb-target';
 import { parseSize } from './backstores/index';
 import { detectHostBoard } from './board/detect';
@@ -71,7 +73,7 @@ export class Runtime {
   private readonly prStore: PrStore | undefined;
   /** ALUA target port groups, shared by every target port (SPC-4 §5.15). */
   private readonly alua: AluaGroups | undefined;
-  private usb: UsbTarget | undefined;
+  private usb: UsbTarget | KernelUsbTarget | undefined;
 
   private constructor(
     config: LunboxConfig,
@@ -368,6 +370,19 @@ export class Runtime {
     if (!unit || !cfg) throw new Error(`no backstore named '${backstoreName}'`);
     if (!unit.isCdrom) throw new Error(`backstore '${backstoreName}' is not a cdrom (set cdrom: true)`);
     const store = isoPath === null ? undefined : await openIso(backstoreName, isoPath);
+    // The kernel engine serves the USB LUNs of this backstore itself: it changes the disc there
+    // first (the host's PREVENT is the kernel's to enforce), then lunbox's own view follows.
+    if (this.usb instanceof KernelUsbTarget) {
+      for (const l of this.config.usb?.luns ?? []) {
+        if (l.backstore !== backstoreName) continue;
+        try {
+          await this.usb.setMedium(l.lun, store ? (store as { path?: string }).path ?? isoPath : null, { force: opts.force === true });
+        } catch (err) {
+          await store?.close().catch(() => undefined);
+          throw err;
+        }
+      }
+    }
     let change;
     try {
       change = store ? unit.insertMedium(store, opts) : unit.ejectMedium(opts);
@@ -454,8 +469,43 @@ export class Runtime {
       ...(g.acm !== undefined ? { acm: g.acm } : {}),
       ...(g.maxPower !== undefined ? { maxPower: g.maxPower } : {}),
     };
-    this.usb = new UsbTarget({ gadget, luns, log: this.logger.log });
+    if (u.engine === 'kernel') {
+      this.usb = new KernelUsbTarget({ gadget, luns: u.luns.map((l) => this.kernelLun(l)), log: this.logger.log });
+    } else {
+      this.usb = new UsbTarget({ gadget, luns, log: this.logger.log });
+    }
     await this.usb.start();
+  }
+
+  /**
+   * A USB LUN as the kernel's mass_storage function takes it: the backing path and flags. What
+   * f_mass_storage has no setting for is named in a warning, never dropped silently.
+   */
+  private kernelLun(l: { lun: number; backstore: string; readOnly?: boolean }): KernelMscLun {
+    const cfg = this.cfg.backstores.find((b) => b.name === l.backstore);
+    if (!cfg) throw new Error(`usb: LUN ${l.lun} names backstore '${l.backstore}' which is not defined`);
+    if (cfg.type === 'ram') {
+      throw new Error(`usb: LUN ${l.lun}: '${cfg.name}' is a ram backstore; the kernel engine serves files and block devices only`);
+    }
+    const store = this.backstores.get(cfg.name) as { path?: string } | undefined;
+    const cdrom = cfg.cdrom === true;
+    const ignored: string[] = [];
+    if (!cdrom && cfg.blockSize !== undefined && cfg.blockSize !== 512) ignored.push(`blockSize ${cfg.blockSize} (the kernel uses 512, or the device's own)`);
+    for (const k of ['protection', 'thinProvisioning', 'physicalBlockSize', 'serial', 'sanitizeRate', 'writeCache'] as const) {
+      if (cfg[k] !== undefined) ignored.push(k);
+    }
+    if (ignored.length > 0) this.logger.warn(`usb (kernel engine): backstore ${cfg.name}: ${ignored.join(', ')} not applied: the kernel's mass_storage function has no such setting`);
+    const pad = (s: string, n: number): string => s.slice(0, n).padEnd(n, ' ');
+    const unit = this.units.get(cfg.name);
+    const inquiry = unit ? pad(unit.options.vendor, 8) + pad(unit.options.product, 16) + pad(unit.options.revision, 4) : undefined;
+    return {
+      lun: l.lun,
+      file: cdrom && cfg.path === undefined ? '' : store?.path ?? cfg.path ?? '',
+      readOnly: l.readOnly === true || cfg.readOnly === true || cdrom,
+      removable: cfg.removable === true || cdrom,
+      cdrom,
+      ...(inquiry !== undefined ? { inquiry } : {}),
+    };
   }
 
   /** The UDC the USB gadget is bound to, when USB is on. */

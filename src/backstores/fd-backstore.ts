@@ -26,6 +26,8 @@ export interface FdBackstoreParts {
   readonly punchHole?: boolean;
   /** Protection information side store (file.ts: the `<image>.pi` sidecar). */
   readonly pi?: FdSideStore;
+  /** Sequential read-ahead (FdBackstore.read); default true. */
+  readonly readAhead?: boolean;
 }
 
 /**
@@ -86,6 +88,20 @@ export const PUNCH_MIN = 1024 * 1024;
 const PUNCH_ALIGN = 4096;
 const ZEROS = Buffer.alloc(PUNCH_MIN);
 
+/** Reads longer than this are not read ahead (the prefetch buffer is at most this big). */
+export const READ_AHEAD_MAX = 1024 * 1024;
+
+/** A read issued before anyone asked for it: the next stretch of a sequential stream. */
+interface Prefetch {
+  readonly position: number;
+  readonly length: number;
+  readonly buf: Buffer;
+  /** Resolves true when `buf` holds the range, false when the read failed (then read again). */
+  readonly done: Promise<boolean>;
+  /** A write or unmap overlapped the range while or after it was read: the data is old. */
+  stale: boolean;
+}
+
 export class FdBackstore implements Backstore {
   readonly kind: BackstoreKind;
   readonly name: string;
@@ -102,6 +118,14 @@ export class FdBackstore implements Backstore {
   protected _size: number;
   private punching = 0;
   private readonly punchWaiters: (() => void)[] = [];
+  /** Sequential read-ahead (see read()); off with readAhead: false. */
+  private readonly readAhead: boolean;
+  private prefetch: Prefetch | undefined;
+  private lastReadEnd = -1;
+  private readsInFlight = 0;
+  private readSeq = 0;
+  /** Counters for tests and the console. */
+  readonly readAheadStats = { issued: 0, hits: 0, stale: 0 };
 
   constructor(parts: FdBackstoreParts) {
     this.kind = parts.kind;
@@ -116,20 +140,85 @@ export class FdBackstore implements Backstore {
     this.pi = parts.pi;
     this.canUnmap = !parts.readOnly && parts.punchHole === true;
     this.unmapReadsZero = this.canUnmap;
+    this.readAhead = parts.readAhead !== false;
   }
 
   get size(): number {
     return this._size;
   }
 
-  read(into: Buffer, intoOffset: number, length: number, position: number): Promise<void> {
-    return readFully(this.handle, into, intoOffset, length, position);
+  /**
+   * pread into the caller's buffer. A stream of back-to-back reads with nothing else in flight
+   * (a USB host or a QD1 initiator copying a file) is read ahead: once a read follows the one
+   * before it, the next stretch of the same length is read while the caller moves this one,
+   * so the next command finds its data in memory instead of waiting for the threadpool. A
+   * write or unmap that overlaps a prefetched range, before or after it was read, makes it
+   * stale: it is then dropped and the range read again.
+   */
+  async read(into: Buffer, intoOffset: number, length: number, position: number): Promise<void> {
+    const p = this.prefetch;
+    if (p !== undefined && p.position === position && p.length >= length) {
+      this.prefetch = undefined;
+      if ((await p.done) && !p.stale) {
+        p.buf.copy(into, intoOffset, 0, length);
+        this.readAheadStats.hits++;
+        this.afterRead(position, length);
+        return;
+      }
+      if (p.stale) this.readAheadStats.stale++;
+    }
+    // Alone: no other read in flight when it started, none started or still running at its end.
+    const othersAtStart = this.readsInFlight;
+    const seq = ++this.readSeq;
+    this.readsInFlight++;
+    try {
+      await readFully(this.handle, into, intoOffset, length, position);
+    } finally {
+      this.readsInFlight--;
+    }
+    this.afterRead(position, length, othersAtStart === 0 && seq === this.readSeq && this.readsInFlight === 0);
+  }
+
+  private afterRead(position: number, length: number, alone = true): void {
+    const sequential = position === this.lastReadEnd;
+    const next = position + length;
+    this.lastReadEnd = next;
+    if (!this.readAhead || !sequential || !alone || length > READ_AHEAD_MAX) return;
+    if (this.prefetch !== undefined || next + length > this._size) return;
+    const buf = Buffer.allocUnsafe(length);
+    this.readAheadStats.issued++;
+    this.prefetch = {
+      position: next,
+      length,
+      buf,
+      done: readFully(this.handle, buf, 0, length, next).then(
+        () => true,
+        () => false,
+      ),
+      stale: false,
+    };
+  }
+
+  /** A write or unmap of [position, position+length) makes an overlapping prefetch stale. */
+  private invalidate(position: number, length: number): void {
+    const p = this.prefetch;
+    if (p !== undefined && position < p.position + p.length && p.position < position + length) p.stale = true;
   }
 
   async write(data: Buffer, position: number, opts?: WriteOptions): Promise<void> {
     if (this.readOnly) {
       throw new BackstoreError('EACCES', `${this.kind} backstore ${this.name} (${this.path}) is read-only`);
     }
+    // Before (a prefetch issued now may read either version) and after (one issued meanwhile).
+    this.invalidate(position, data.length);
+    try {
+      await this.writeAll(data, position, opts);
+    } finally {
+      this.invalidate(position, data.length);
+    }
+  }
+
+  private async writeAll(data: Buffer, position: number, opts?: WriteOptions): Promise<void> {
     const fua = opts?.fua === true;
     const fh = fua && this.dsyncHandle ? this.dsyncHandle : this.handle;
     let done = 0;
@@ -165,10 +254,12 @@ export class FdBackstore implements Backstore {
     // At most PUNCH_CONCURRENCY children at once: a big UNMAP list must not fork-bomb a 512 MiB board.
     while (this.punching >= PUNCH_CONCURRENCY) await new Promise<void>((r) => this.punchWaiters.push(r));
     this.punching++;
+    this.invalidate(start, end - start);
     try {
       // /proc/PID/fd/N names the file we hold open, even if its path was renamed or replaced.
       await punchHole(`/proc/${process.pid}/fd/${this.handle.fd}`, start, end - start);
     } finally {
+      this.invalidate(start, end - start);
       this.punching--;
       this.punchWaiters.shift()?.();
     }
@@ -189,6 +280,9 @@ export class FdBackstore implements Backstore {
   }
 
   async close(): Promise<void> {
+    const p = this.prefetch;
+    this.prefetch = undefined;
+    if (p !== undefined) await p.done;
     await this.dsyncHandle?.close();
     await this.pi?.close();
     await this.handle.close();

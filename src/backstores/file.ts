@@ -36,6 +36,8 @@ export interface FileOptions {
    * missing, except read-only). Default false.
    */
   readonly protectionInfo?: boolean;
+  /** Read sequential streams ahead (one prefetch of the last read's length). Default true. */
+  readonly readAhead?: boolean;
 }
 
 /** Sidecar PI bytes for a data size: 8 per 512-byte block, the smallest block size. */
@@ -155,6 +157,7 @@ export async function openFile(opts: FileOptions): Promise<FileBackstore> {
     ...(dsyncHandle ? { dsyncHandle } : {}),
     punchHole: opts.unmap === 'punch-hole',
     ...(pi ? { pi } : {}),
+    ...(opts.readAhead === false ? { readAhead: false } : {}),
   });
 }
 

@@ -47,6 +47,8 @@ export interface ServeOptions {
   readonly acm: boolean;
   /** USB serial number string of the gadget. */
   readonly usbSerial?: string;
+  /** Who serves the USB LUNs: lunbox's SCSI core (userspace) or the kernel's mass_storage. */
+  readonly usbEngine?: 'userspace' | 'kernel';
 }
 
 export type Command =
@@ -109,7 +111,7 @@ export function parseBackstore(text: string): BackstoreSpec {
   }
 }
 
-const SERVE_FLAGS = ['--config', '--listen', '--backstore', '--cdrom', '--iqn', '--read-only', '--block-size', '--console', '--control', '--state-dir', '--usb', '--udc', '--acm', '--serial', '--verbose', '--quiet', '--help'];
+const SERVE_FLAGS = ['--config', '--listen', '--backstore', '--cdrom', '--iqn', '--read-only', '--block-size', '--console', '--control', '--state-dir', '--usb', '--udc', '--acm', '--serial', '--usb-engine', '--verbose', '--quiet', '--help'];
 
 export function parseArgs(argv: readonly string[]): Command {
   const args = [...argv];
@@ -155,6 +157,7 @@ function parseServe(args: string[]): Command {
   let udc: string | undefined;
   let acm = false;
   let usbSerial: string | undefined;
+  let usbEngine: 'userspace' | 'kernel' | undefined;
   for (let i = 0; i < args.length; i++) {
     const raw = args[i] ?? '';
     const eq = raw.startsWith('--') ? raw.indexOf('=') : -1;
@@ -222,6 +225,12 @@ function parseServe(args: string[]): Command {
       case '--serial':
         usbSerial = value();
         break;
+      case '--usb-engine': {
+        const v = value();
+        if (v !== 'userspace' && v !== 'kernel') throw new UsageError(`--usb-engine is 'userspace' (lunbox's SCSI core) or 'kernel' (the kernel's mass_storage function), got '${v}'`);
+        usbEngine = v;
+        break;
+      }
       case '--verbose':
       case '-v':
         verbose = true;
@@ -234,10 +243,10 @@ function parseServe(args: string[]): Command {
         throw new UsageError(`unknown option '${raw}' for serve; valid: ${SERVE_FLAGS.join(', ')}`);
     }
   }
-  if (config !== undefined && (backstore || cdrom !== undefined || iqn !== undefined || readOnly || blockSize !== undefined || usb || acm || usbSerial !== undefined)) {
-    throw new UsageError('--config cannot be combined with --backstore/--cdrom/--iqn/--read-only/--block-size/--usb/--udc/--acm/--serial: put those in the config file');
+  if (config !== undefined && (backstore || cdrom !== undefined || iqn !== undefined || readOnly || blockSize !== undefined || usb || acm || usbSerial !== undefined || usbEngine !== undefined)) {
+    throw new UsageError('--config cannot be combined with --backstore/--cdrom/--iqn/--read-only/--block-size/--usb/--udc/--acm/--serial/--usb-engine: put those in the config file');
   }
-  if (!usb && (acm || usbSerial !== undefined)) throw new UsageError('--acm and --serial describe the USB gadget: add --usb');
+  if (!usb && (acm || usbSerial !== undefined || usbEngine !== undefined)) throw new UsageError('--acm, --serial and --usb-engine describe the USB gadget: add --usb');
   return {
     kind: 'serve',
     opts: {
@@ -249,6 +258,7 @@ function parseServe(args: string[]): Command {
       acm,
       ...(udc !== undefined ? { udc } : {}),
       ...(usbSerial !== undefined ? { usbSerial } : {}),
+      ...(usbEngine !== undefined ? { usbEngine } : {}),
       ...(config !== undefined ? { config } : {}),
       ...(backstore ? { backstore } : {}),
       ...(cdrom !== undefined ? { cdrom } : {}),

@@ -41,6 +41,9 @@ Quick one-LUN export (no config file):
       --acm              add an ACM serial port beside the disk (/dev/ttyGS0 here,
                          /dev/ttyACM0 on the computer)
       --serial TEXT      USB serial number string
+      --usb-engine E     who serves the USB LUNs: 'userspace' (lunbox's SCSI core,
+                         default) or 'kernel' (the kernel's mass_storage function:
+                         file/block backstores only, fastest on small boards)
   -b, --backstore SPEC   what to export as LUN 0 [ram:64M; none with only --cdrom]
                            ram:SIZE           sparse RAM disk, e.g. ram:1G
                            file:PATH[:SIZE]   image file; created sparse at SIZE if missing
@@ -129,6 +132,7 @@ export function quickConfig(opts: ServeOptions): LunboxConfig {
               ...(opts.udc !== undefined ? { udc: opts.udc } : {}),
               ...(opts.usbSerial !== undefined ? { serial: opts.usbSerial } : {}),
             },
+            ...(opts.usbEngine !== undefined ? { engine: opts.usbEngine } : {}),
             luns,
           },
         }
@@ -175,8 +179,12 @@ async function serve(opts: ServeOptions): Promise<number> {
   logger.info(`ready: ${rt.urls().length} iSCSI LUN(s) on ${rt.portals().map((p) => `${p.address}:${p.port}`).join(', ') || 'no portal'}${udc !== undefined ? `; USB mass storage on ${udc}` : ''}`);
 
   return new Promise<number>((resolve) => {
+    // Nothing of lunbox's may be pending (the kernel engine serves USB, no portal, no console):
+    // the daemon still runs until a signal.
+    const keepAlive = setInterval(() => undefined, 2 ** 30);
     let stopping = false;
     const stop = (sig: string): void => {
+      clearInterval(keepAlive);
       if (stopping) {
         logger.warn(`${sig} again: exiting at once`);
         process.exit(130);

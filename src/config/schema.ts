@@ -146,6 +146,11 @@ export interface UsbConfig {
     /** mA drawn from the host, 2..500. */
     maxPower?: number;
   };
+  /**
+   * Who serves the LUNs: 'userspace' (default: lunbox's SCSI core over FunctionFS) or 'kernel'
+   * (the kernel's mass_storage function via configfs; file and block backstores only).
+   */
+  engine?: 'userspace' | 'kernel';
   /** Up to 16 LUNs (Get Max LUN). */
   luns: { lun: number; backstore: string; readOnly?: boolean }[];
 }

@@ -17,7 +17,7 @@ const KEYS = {
   backstore: ['name', 'type', 'size', 'path', 'readOnly', 'blockSize', 'writeCache', 'vendor', 'product', 'revision', 'serial', 'thinProvisioning', 'removable', 'physicalBlockSize', 'protection', 'sanitizeRate', 'cdrom'],
   iscsi: ['portals', 'discoveryAuth', 'targets', 'alua', 'portGroups'],
   portGroup: ['id', 'state', 'ports', 'preferred'],
-  usb: ['gadget', 'luns'],
+  usb: ['gadget', 'engine', 'luns'],
   usbGadget: ['name', 'vendorId', 'productId', 'manufacturer', 'product', 'serial', 'udc', 'acm', 'maxPower'],
   usbLun: ['lun', 'backstore', 'readOnly'],
   portal: ['address', 'port'],
@@ -482,9 +482,12 @@ function checkPortGroups(c: Checker, o: Obj, ports: ReadonlyMap<number, number>)
   }
 }
 
-function checkUsb(c: Checker, v: unknown, backstores: ReadonlySet<string> | undefined): void {
+const USB_ENGINES = ['userspace', 'kernel'] as const;
+
+function checkUsb(c: Checker, v: unknown, backstores: ReadonlySet<string> | undefined, types: ReadonlyMap<string, unknown>): void {
   const o = c.object(v, 'usb', KEYS.usb, ['luns']);
   if (!o) return;
+  const engine = c.oneOf(o.engine, 'usb.engine', USB_ENGINES);
   if (o.gadget !== undefined) {
     const g = c.object(o.gadget, 'usb.gadget', KEYS.usbGadget, []);
     if (g) {
@@ -509,6 +512,9 @@ function checkUsb(c: Checker, v: unknown, backstores: ReadonlySet<string> | unde
     }
     const b = c.string(lo.backstore, at(p, 'backstore'));
     if (b !== undefined && backstores && !backstores.has(b)) c.add('REFERENCE', at(p, 'backstore'), `no backstore named '${b}'`);
+    if (engine === 'kernel' && b !== undefined && types.get(b) === 'ram') {
+      c.add('ENUM', at(p, 'backstore'), `'${b}' is a ram backstore: the kernel engine (usb.engine 'kernel') serves files and block devices only; use a file (on tmpfs for RAM speed) or usb.engine 'userspace'`);
+    }
     c.bool(lo.readOnly, at(p, 'readOnly'));
   });
 }
@@ -522,17 +528,19 @@ export function validateConfig(raw: unknown): LunboxConfig {
       c.add('ENUM', 'version', `unsupported version ${describe(o.version)}: this lunbox reads version 1`);
     }
     const names = new Map<string, number>();
+    const types = new Map<string, unknown>();
     let namesKnown = true;
     (c.array(o.backstores, 'backstores') ?? []).forEach((b, i) => {
       const p = at('backstores', i);
       const bs = checkBackstore(c, b, p);
       if (typeof bs?.name !== 'string') return void (namesKnown = false);
+      types.set(bs.name, bs.type);
       const prev = names.get(bs.name);
       if (prev !== undefined) c.add('DUPLICATE', at(p, 'name'), `backstore name '${bs.name}' is used twice (also backstores[${prev}])`);
       else names.set(bs.name, i);
     });
     if (o.iscsi !== undefined) checkIscsi(c, o.iscsi, namesKnown ? new Set(names.keys()) : undefined);
-    if (o.usb !== undefined) checkUsb(c, o.usb, namesKnown ? new Set(names.keys()) : undefined);
+    if (o.usb !== undefined) checkUsb(c, o.usb, namesKnown ? new Set(names.keys()) : undefined, types);
     if (o.console !== undefined) checkConsole(c, o.console);
     if (o.control !== undefined) checkControl(c, o.control);
     for (const k of OPAQUE_SECTIONS) {

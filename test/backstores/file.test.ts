@@ -238,4 +238,78 @@ test('reading past a file cut short behind our back gives zeros', async () => {
   await f.close();
 });
 
+test('read-ahead: a sequential stream is served from the prefetch, byte for byte', async () => {
+  const p = img();
+  const data = pattern(1 << 20, 7);
+  await fsp.writeFile(p, data);
+  const f = await openFile({ name: 'f', path: p });
+  const step = 64 * 1024;
+  for (let off = 0; off < data.length; off += step) {
+    const b = Buffer.alloc(step);
+    await f.read(b, 0, step, off);
+    assert.ok(b.equals(data.subarray(off, off + step)), `offset ${off}`);
+  }
+  // The first read has nothing before it; the second starts the stream; every later one hits.
+  assert.is(f.readAheadStats.hits, data.length / step - 2);
+  assert.is(f.readAheadStats.stale, 0);
+  await f.close();
+});
+
+test('read-ahead: random reads prefetch nothing; concurrent reads do not start one', async () => {
+  const p = img();
+  const data = pattern(256 * 1024, 3);
+  await fsp.writeFile(p, data);
+  const f = await openFile({ name: 'f', path: p });
+  for (const off of [8192, 65536, 4096, 131072]) await f.read(Buffer.alloc(4096), 0, 4096, off);
+  assert.is(f.readAheadStats.issued, 0);
+  await f.read(Buffer.alloc(4096), 0, 4096, 0);
+  const a = Buffer.alloc(4096);
+  const b = Buffer.alloc(4096);
+  await Promise.all([f.read(a, 0, 4096, 4096), f.read(b, 0, 4096, 8192)]);
+  assert.is(f.readAheadStats.issued, 0, 'two reads in flight: no prefetch');
+  assert.ok(a.equals(data.subarray(4096, 8192)) && b.equals(data.subarray(8192, 12288)));
+  await f.close();
+});
+
+test('read-ahead: a write over the prefetched range (before or while it is read) is never hidden', async () => {
+  const p = img();
+  const data = pattern(512 * 1024, 5);
+  await fsp.writeFile(p, data);
+  const f = await openFile({ name: 'f', path: p });
+  const n = 16 * 1024;
+  const read = async (off: number): Promise<Buffer> => {
+    const b = Buffer.alloc(n);
+    await f.read(b, 0, n, off);
+    return b;
+  };
+  await read(0);
+  await read(n); // prefetch of [2n, 3n) now in flight
+  const fresh = Buffer.alloc(n, 0xee);
+  await f.write(fresh.subarray(0, 512), 2 * n + 100); // overlaps it, racing the pread
+  const got = await read(2 * n);
+  const want = Buffer.from(data.subarray(2 * n, 3 * n));
+  fresh.copy(want, 100, 0, 512);
+  assert.ok(got.equals(want), 'the write is visible');
+  assert.is(f.readAheadStats.stale, 1);
+  // A write elsewhere leaves the next prefetch in place.
+  await f.write(fresh, 0);
+  assert.ok((await read(3 * n)).equals(data.subarray(3 * n, 4 * n)));
+  assert.is(f.readAheadStats.hits, 1);
+  await f.close();
+});
+
+test('read-ahead: readAhead false turns it off; close waits for a prefetch in flight', async () => {
+  const p = img();
+  await fsp.writeFile(p, pattern(128 * 1024));
+  const f = await openFile({ name: 'f', path: p, readAhead: false });
+  for (let off = 0; off < 65536; off += 8192) await f.read(Buffer.alloc(8192), 0, 8192, off);
+  assert.is(f.readAheadStats.issued, 0);
+  await f.close();
+  const g = await openFile({ name: 'g', path: p });
+  await g.read(Buffer.alloc(8192), 0, 8192, 0);
+  await g.read(Buffer.alloc(8192), 0, 8192, 8192);
+  assert.is(g.readAheadStats.issued, 1);
+  await g.close(); // must not reject with EBADF from the orphaned pread
+});
+
 test.run();

@@ -87,6 +87,13 @@ test('serve --usb quick export flags', () => {
   assert.throws(() => parseArgs(['serve', '--config', 'x.json', '--usb']), /cannot be combined/);
 });
 
+test('serve --usb-engine: userspace or kernel, only with --usb', () => {
+  const c = parseArgs(['serve', '--usb', '--usb-engine', 'kernel', '-b', 'file:/srv/d.img']);
+  assert.is(c.kind === 'serve' ? c.opts.usbEngine : undefined, 'kernel');
+  assert.throws(() => parseArgs(['serve', '--usb', '--usb-engine', 'lio']), /'userspace' .* or 'kernel'/);
+  assert.throws(() => parseArgs(['serve', '--usb-engine', 'kernel']), /add --usb/);
+});
+
 test('board passes its own arguments through', () => {
   assert.equal(parseArgs(['board', '--json']), { kind: 'board', argv: ['--json'] });
 });

@@ -106,6 +106,26 @@ test('a CD-ROM LUN from an ISO: sr, iso9660, PREVENT, eject and load (QEMU VM, d
   }
 });
 
+test('the kernel engine (--usb-engine kernel): the same LUNs served by the kernel mass_storage function (QEMU VM)', async () => {
+  const missing = await missingPackages();
+  if ((await run('sh', ['-c', 'command -v xorriso || command -v genisoimage'])).code !== 0) missing.push('xorriso');
+  if (missing.length > 0) {
+    assert.unreachable(`the kernel-engine VM test cannot run: missing Debian packages ${missing.join(', ')} (apt-get install ${missing.join(' ')})`);
+  }
+  const out = await runGuest('guest-kernel-usb.sh', 'guest-kernel-usb');
+  for (const check of [
+    /PASS: gadget has the kernel's mass_storage.lunbox function/,
+    /PASS: no FunctionFS function and no functionfs mount/,
+    /PASS: usb-storage attached \/dev\/sd[a-z]+/,
+    /PASS: 8 MiB written through \/dev\/sd[a-z]+ read back identical/,
+    /PASS: the data is in lunbox's backing file/,
+    /PASS: ISO files read back identical/,
+    /PASS: SIGTERM: gadget removed from configfs/,
+  ]) {
+    assert.match(out, check);
+  }
+});
+
 // The board's first boot apart from the CPU: rootfs/ and the bundle installed as make-image
 // installs them, lunbox.service's own lines run in systemd's order, the default config.
 test('first boot: the rootfs service with the default config gives the computer a disk and an ACM port (QEMU VM)', async () => {

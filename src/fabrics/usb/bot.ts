@@ -272,7 +272,11 @@ export interface BotOptions {
    * (§6.7.3 allows either; f_mass_storage discards to avoid a race). Default false.
    */
   readonly stallDataOut?: boolean;
-  /** Largest single bulk transfer (rounded down to the max packet size). Default 256 KiB, at most 1 MiB. */
+  /**
+   * Largest single bulk transfer (rounded down to the max packet size). Default and most 1 MiB:
+   * a SuperSpeed host's 1 MiB READ goes out as one transfer with its CSW (FfsEndpoints splits
+   * it when the kernel cannot allocate that much).
+   */
   readonly chunkSize?: number;
   /**
    * Do not wait for the CSW to be taken before reading the next CBW: the host sends the next
@@ -307,7 +311,7 @@ export type BotOutcome =
 
 export type BotState = 'disabled' | 'ready' | 'command' | 'needs-reset';
 
-const DEFAULT_CHUNK = 256 * 1024;
+const DEFAULT_CHUNK = 1024 * 1024;
 const MAX_CHUNK = 1024 * 1024;
 
 /** Thrown into pending work when a reset or disable abandons the command. */

@@ -191,11 +191,23 @@ export interface EndpointStats {
   halts: number;
   /** Kernel reads abandoned by cancel() and later adopted by a readOut. */
   adopted: number;
+  /** Transfers split into smaller pieces after the kernel answered ENOMEM. */
+  splits: number;
 }
+
+/**
+ * f_fs copies each transfer through one kmalloc'd kernel buffer; a big one (order 8 for
+ * 1 MiB) can fail with ENOMEM on a fragmented 512 MiB board. The transfer is then split into
+ * pieces of half the size, down to this floor (a multiple of every bulk packet size, so each
+ * piece but the last is whole packets and the host sees the same packet stream).
+ */
+export const MIN_TRANSFER = 16 * 1024;
 
 /** BotEndpoints over the FunctionFS bulk IN (ep1) and OUT (ep2) files. */
 export class FfsEndpoints implements BotEndpoints {
-  readonly stats: EndpointStats = { reads: 0, writes: 0, bytesOut: 0, bytesIn: 0, halts: 0, adopted: 0 };
+  readonly stats: EndpointStats = { reads: 0, writes: 0, bytesOut: 0, bytesIn: 0, halts: 0, adopted: 0, splits: 0 };
+  /** Largest transfer the kernel has accepted since the last ENOMEM (Infinity: none seen). */
+  maxTransfer = Infinity;
   private cancelled = cancelSignal();
   /** A kernel read whose JS caller was cancelled: its data belongs to the next readOut. */
   private orphan: Promise<Buffer> | undefined;
@@ -208,12 +220,33 @@ export class FfsEndpoints implements BotEndpoints {
     readonly outFd: number,
   ) {}
 
+  /** After ENOMEM: halve the transfer limit (false when already at the floor). */
+  private shrink(size: number): boolean {
+    if (size <= MIN_TRANSFER) return false;
+    this.maxTransfer = Math.max(MIN_TRANSFER, Math.floor(Math.min(size, this.maxTransfer) / 2 / MIN_TRANSFER) * MIN_TRANSFER);
+    this.stats.splits++;
+    return true;
+  }
+
   private async kernelRead(max: number): Promise<Buffer> {
     const buf = Buffer.allocUnsafe(max);
-    const n = await this.io.read(this.outFd, buf, 0, max);
-    this.stats.reads++;
-    this.stats.bytesOut += n;
-    return buf.subarray(0, n);
+    let got = 0;
+    // Pieces of at most maxTransfer; a piece shorter than asked ended the host's transfer.
+    while (got < max) {
+      const ask = Math.min(max - got, this.maxTransfer);
+      let n: number;
+      try {
+        n = await this.io.read(this.outFd, buf, got, ask);
+      } catch (e) {
+        if (errnoOf(e) === 'ENOMEM' && this.shrink(ask)) continue;
+        throw e;
+      }
+      this.stats.reads++;
+      this.stats.bytesOut += n;
+      got += n;
+      if (n < ask) break;
+    }
+    return buf.subarray(0, got);
   }
 
   private take(buf: Buffer, max: number): Buffer {
@@ -262,7 +295,15 @@ export class FfsEndpoints implements BotEndpoints {
     const cancelled = this.cancelled.promise;
     const total = parts.reduce((n, b) => n + b.length, 0);
     const kernel = (async () => {
-      const n = parts.length === 1 ? await this.io.write(this.inFd, parts[0] as Buffer, 0, total) : await this.io.writev(this.inFd, parts);
+      if (total > this.maxTransfer) return this.writePieces(parts, total);
+      let n: number;
+      try {
+        n = parts.length === 1 ? await this.io.write(this.inFd, parts[0] as Buffer, 0, total) : await this.io.writev(this.inFd, parts);
+      } catch (e) {
+        // Nothing was queued: the same bytes go again in smaller pieces.
+        if (errnoOf(e) === 'ENOMEM' && this.shrink(total)) return this.writePieces(parts, total);
+        throw e;
+      }
       // f_fs takes the whole request or fails; a short count would be lost data.
       if (n !== total) throw new FfsError('SHORT_WRITE', `bulk-IN write of ${total} bytes took ${n}`);
       this.stats.writes++;
@@ -270,6 +311,26 @@ export class FfsEndpoints implements BotEndpoints {
     })();
     kernel.catch(() => undefined); // an abandoned write may fail later (ESHUTDOWN): nobody waits
     await Promise.race([kernel, cancelled]);
+  }
+
+  /** The bytes of `parts` in order, as transfers of at most maxTransfer (shrinking on ENOMEM). */
+  private async writePieces(parts: readonly Buffer[], total: number): Promise<void> {
+    const all = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts as Buffer[], total);
+    let off = 0;
+    while (off < total) {
+      const len = Math.min(total - off, this.maxTransfer);
+      let n: number;
+      try {
+        n = await this.io.write(this.inFd, all, off, len);
+      } catch (e) {
+        if (errnoOf(e) === 'ENOMEM' && this.shrink(len)) continue;
+        throw e;
+      }
+      if (n !== len) throw new FfsError('SHORT_WRITE', `bulk-IN write of ${len} bytes took ${n}`);
+      this.stats.writes++;
+      this.stats.bytesIn += len;
+      off += len;
+    }
   }
 
   private async halt(fd: number, wrongWay: () => Promise<number>, what: string): Promise<void> {

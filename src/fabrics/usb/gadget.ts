@@ -1,5 +1,6 @@
-// A libcomposite gadget in configfs: one FunctionFS function (the BOT daemon) and an ACM serial
-// console, behind a small filesystem interface so it can be tested against a fake tree.
+// A libcomposite gadget in configfs: one FunctionFS function (the BOT daemon) — or, for the
+// kernel engine, the kernel's mass_storage function — and an ACM serial console, behind a
+// small filesystem interface so it can be tested against a fake tree.
 //
 // Layout (Documentation/usb/gadget_configfs.rst, ABI/testing/configfs-usb-gadget):
 //   /sys/kernel/config/usb_gadget/<name>/
@@ -116,6 +117,26 @@ export interface GadgetSpec {
   readonly acmInstance?: string | false;
   /** UDC to bind to; default the first in /sys/class/udc. */
   readonly udc?: string;
+  /**
+   * The kernel engine: the kernel's own mass_storage function (f_mass_storage) serves these
+   * LUNs instead of lunbox's FunctionFS function (no ffs.<instance> then).
+   */
+  readonly massStorage?: { readonly instance: string; readonly luns: readonly KernelMscLun[] };
+}
+
+/** One LUN of the kernel's mass_storage function (configfs functions/mass_storage.<i>/lun.<n>/). */
+export interface KernelMscLun {
+  /** 0..15; lun.0 always exists, others are created. */
+  readonly lun: number;
+  /** Backing file or block device; '' for an empty removable drive. */
+  readonly file: string;
+  readonly readOnly: boolean;
+  readonly removable: boolean;
+  readonly cdrom: boolean;
+  /** Ignore the FUA bit (write-back); default false (FUA honoured). */
+  readonly nofua?: boolean;
+  /** INQUIRY vendor (8) + product (16) + revision (4), padded by the kernel. */
+  readonly inquiry?: string;
 }
 
 export interface GadgetRoots {
@@ -174,7 +195,8 @@ export class UsbGadget {
 
   /** functions/<type>.<instance> names this gadget links into its configuration. */
   get functions(): string[] {
-    const f = [`ffs.${this.spec.ffsInstance ?? GadgetDefaults.ffsInstance}`];
+    const ms = this.spec.massStorage;
+    const f = [ms ? `mass_storage.${ms.instance}` : `ffs.${this.spec.ffsInstance ?? GadgetDefaults.ffsInstance}`];
     const acm = this.spec.acmInstance ?? GadgetDefaults.acmInstance;
     if (acm !== false) f.push(`acm.${acm}`);
     return f;
@@ -227,7 +249,47 @@ export class UsbGadget {
     await attr(`configs/${CONFIG}/strings/${LANG}/configuration`, s.configuration ?? GadgetDefaults.configuration);
     for (const f of this.functions) {
       await this.op(`mkdir functions/${f}`, () => fs.mkdir(this.p('functions', f)));
+      if (f.startsWith('mass_storage.') && s.massStorage) await this.massStorageLuns(f, s.massStorage.luns);
       await this.op(`link ${f}`, () => fs.symlink(this.p('functions', f), this.p('configs', CONFIG, f)));
+    }
+  }
+
+  /**
+   * f_mass_storage LUN attributes. `ro` and `cdrom` cannot change while a file is open (EBUSY),
+   * so they go first and `file` last. `stall` 1: halt bulk endpoints on errors, as BOT asks.
+   */
+  private async massStorageLuns(f: string, luns: readonly KernelMscLun[]): Promise<void> {
+    const attr = (rel: string, v: string): Promise<void> => this.op(`write ${f}/${rel}`, () => this.fs.writeAttr(this.p('functions', f, rel), v));
+    await attr('stall', '1');
+    for (const l of [...luns].sort((a, b) => a.lun - b.lun)) {
+      const dir = `lun.${l.lun}`;
+      if (l.lun !== 0) await this.op(`mkdir ${f}/${dir}`, () => this.fs.mkdir(this.p('functions', f, dir)));
+      await attr(`${dir}/cdrom`, l.cdrom ? '1' : '0');
+      await attr(`${dir}/ro`, l.readOnly || l.cdrom ? '1' : '0');
+      await attr(`${dir}/removable`, l.removable || l.cdrom ? '1' : '0');
+      await attr(`${dir}/nofua`, l.nofua ? '1' : '0');
+      if (l.inquiry !== undefined) await attr(`${dir}/inquiry_string`, l.inquiry);
+      if (l.file !== '') await attr(`${dir}/file`, l.file);
+    }
+  }
+
+  /**
+   * Change the medium of a removable kernel mass_storage LUN: a path inserts, '' ejects.
+   * `force` ejects even while the host prevents removal (forced_eject, Linux 6.1+).
+   */
+  async setKernelMedium(lun: number, file: string, force = false): Promise<void> {
+    const ms = this.spec.massStorage;
+    if (!ms) throw new GadgetError('NO_MASS_STORAGE', 'this gadget has no kernel mass_storage function');
+    const dir = this.p('functions', `mass_storage.${ms.instance}`, `lun.${lun}`);
+    try {
+      if (force && file === '') await this.fs.writeAttr(path.join(dir, 'forced_eject'), '1');
+      else await this.fs.writeAttr(path.join(dir, 'file'), file);
+    } catch (e) {
+      const errno = (e as NodeJS.ErrnoException).code;
+      if (errno === 'EBUSY') {
+        throw new GadgetError('MEDIUM_LOCKED', `LUN ${lun}: the host prevents medium removal (use force to eject anyway)`, errno);
+      }
+      throw new GadgetError('CONFIGFS', `LUN ${lun}: ${file === '' ? 'eject' : `insert ${file}`}: ${(e as Error).message}`, errno);
     }
   }
 
@@ -326,6 +388,12 @@ export class UsbGadget {
       await this.op(`rmdir ${c}`, () => fs.rmdir(this.p('configs', c)));
     }
     for (const f of await fs.readdir(this.p('functions'))) {
+      if (f.startsWith('mass_storage.')) {
+        // lun.0 is the function's own (default group); the others were made by mkdir.
+        for (const l of await fs.readdir(this.p('functions', f))) {
+          if (/^lun\.([1-9]|1[0-5])$/.test(l)) await this.op(`rmdir ${f}/${l}`, () => fs.rmdir(this.p('functions', f, l)));
+        }
+      }
       await this.op(`rmdir functions/${f}`, () => fs.rmdir(this.p('functions', f)));
     }
     for (const l of await fs.readdir(this.p('strings'))) {

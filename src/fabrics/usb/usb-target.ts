@@ -53,7 +53,7 @@ export interface UsbTargetOptions {
   /** LUNs 0..15 (BOT); gaps answer LOGICAL UNIT NOT SUPPORTED. */
   readonly luns: readonly UsbLun[];
   readonly log?: LogFn;
-  /** Largest bulk transfer per read/write (default 256 KiB; USB 2.0 hosts send 120 KiB commands). */
+  /** Largest bulk transfer per read/write (default 1 MiB; USB 2.0 hosts send 120 KiB commands, USB 3 hosts 1 MiB). */
   readonly chunkSize?: number;
   /** FunctionFS mount point; default /dev/ffs-<name>. */
   readonly mountPoint?: string;
@@ -299,7 +299,13 @@ export class UsbTarget {
     };
     // Unbinding completes pending endpoint I/O (ESHUTDOWN) and queues DISABLE/UNBIND on ep0.
     await step('unbind', () => this.gadget.unbind());
-    if (this.profile) this.log('info', `usb profile: ${this.profile.summary()}`);
+    if (this.profile) {
+      const ra = this.entries
+        .map((e) => ({ lun: e.lun, stats: (e.unit.backstore as { readAheadStats?: object }).readAheadStats }))
+        .filter((x) => x.stats !== undefined)
+        .map((x) => `LUN ${x.lun} read-ahead ${JSON.stringify(x.stats)}`);
+      this.log('info', `usb profile: ${this.profile.summary()}${ra.length > 0 ? '; ' + ra.join('; ') : ''}`);
+    }
     if (this.bot) await step('disable', () => (this.bot as BotFunction).disable());
     if (this.ep0Loop) {
       let timer: NodeJS.Timeout | undefined;

@@ -43,7 +43,12 @@ const FUNCTION_ATTRS: Record<string, Record<string, string>> = {
   ncm: { ifname: '' },
 };
 
+/** f_mass_storage LUN attributes (lun.0 is a default group of the function; lun.N by mkdir). */
+const MSC_LUN_ATTRS: Record<string, string> = { file: '', ro: '0', removable: '1', cdrom: '0', nofua: '0', inquiry_string: '', forced_eject: '' };
+
 export class FakeConfigFs implements ConfigFs {
+  /** mass_storage LUN dirs whose host holds PREVENT MEDIUM REMOVAL (file writes fail EBUSY). */
+  readonly prevented = new Set<string>();
   readonly configfs: string;
   readonly gadgets: string;
   readonly udcClass: string;
@@ -122,6 +127,14 @@ export class FakeConfigFs implements ConfigFs {
       if (!attrs) throw err('ENOENT', p);
       await fsp.mkdir(p);
       await this.fill(p, attrs);
+      if (m[1] === 'mass_storage') {
+        await fsp.mkdir(path.join(p, 'lun.0'));
+        await this.fill(path.join(p, 'lun.0'), MSC_LUN_ATTRS);
+      }
+    } else if (/^functions\/mass_storage\.[^/]+$/.test(at)) {
+      if (!/^lun\.([1-9]|1[0-5])$/.test(name)) throw err('EINVAL', p);
+      await fsp.mkdir(p);
+      await this.fill(p, MSC_LUN_ATTRS);
     } else {
       throw err('EPERM', p);
     }
@@ -165,8 +178,17 @@ export class FakeConfigFs implements ConfigFs {
     const parts = this.parts(p) ?? [];
     const name = parts[parts.length - 1];
     if (name === 'ready') throw err('EACCES', p);
+    const lunDir = path.dirname(path.resolve(p));
+    const mscLun = /^functions\/mass_storage\.[^/]+\/lun\.\d+$/.test(parts.slice(1, -1).join('/'));
     if (name === 'UDC' && parts.length === 2) {
       await this.writeUdc(p, parts[0] as string, value.trim());
+    } else if (mscLun && (name === 'ro' || name === 'cdrom') && (await fsp.readFile(path.join(lunDir, 'file'), 'utf8')).trim() !== '') {
+      throw err('EBUSY', p); // f_mass_storage: not while a file is open
+    } else if (mscLun && name === 'file' && this.prevented.has(lunDir)) {
+      throw err('EBUSY', p); // the host prevents medium removal
+    } else if (mscLun && name === 'forced_eject') {
+      await fsp.writeFile(path.join(lunDir, 'file'), '');
+      this.prevented.delete(lunDir);
     } else {
       await fsp.writeFile(p, value.endsWith('\n') ? value : `${value}\n`);
     }

@@ -38,6 +38,10 @@ export class FakeFfsIo implements FfsIo {
   readonly haltErrors: string[] = [];
   /** Every write size on ep1 and whether it was a writev, in order. */
   readonly inWrites: { bytes: number; parts: number }[] = [];
+  /** Every read size asked of ep2, in order. */
+  readonly outReads: number[] = [];
+  /** Transfers bigger than this fail with ENOMEM, as f_fs does when kmalloc fails. */
+  maxAlloc = Infinity;
 
   constructor(opts: FakeFfsOptions = {}) {
     this.bus = new FakeFfs({ reportClearHalt: false, ...opts });
@@ -135,6 +139,8 @@ export class FakeFfsIo implements FfsIo {
     }
     this.live();
     if (k === 'ep1') this.halt('in');
+    this.outReads.push(length);
+    if (length > this.maxAlloc) throw err('ENOMEM', `read of ${length} bytes`, -12);
     const got = await this.shutdownOnCancel(this.bus.out.deviceRead(length));
     got.copy(buf, offset);
     return got.length;
@@ -150,6 +156,7 @@ export class FakeFfsIo implements FfsIo {
     }
     this.live();
     if (k === 'ep2') this.halt('out');
+    if (length > this.maxAlloc) throw err('ENOMEM', `write of ${length} bytes`, -12);
     this.inWrites.push({ bytes: length, parts: 1 });
     await this.shutdownOnCancel(this.bus.in.deviceWrite(data));
     return length;
@@ -160,6 +167,7 @@ export class FakeFfsIo implements FfsIo {
     const data = Buffer.concat(bufs as Buffer[]);
     if (k !== 'ep1') return this.write(fd, data, 0, data.length);
     this.live();
+    if (data.length > this.maxAlloc) throw err('ENOMEM', `writev of ${data.length} bytes`, -12);
     this.inWrites.push({ bytes: data.length, parts: bufs.length });
     await this.shutdownOnCancel(this.bus.in.deviceWrite(data));
     return data.length;

@@ -135,6 +135,39 @@ test('a 0-byte write reaches the pipe as a zero-length packet; reads stop at a s
   assert.is((await host).sent, 31);
 });
 
+test('ENOMEM from the kernel (no buffer for a big transfer): split into halves, same bytes, limit kept', async () => {
+  const io = new FakeFfsIo();
+  const { eps } = await opened(io);
+  io.maxAlloc = 100 * 1024;
+  const data = Buffer.alloc(256 * 1024);
+  for (let i = 0; i < data.length; i++) data[i] = i % 251;
+  const csw = Buffer.alloc(13, 0x53);
+  const w = eps.writeInv([data, csw]);
+  const d = await io.bus.in.hostRead(data.length, 1000);
+  const s = await io.bus.in.hostRead(512, 1000);
+  await w;
+  assert.ok(d.data.equals(data), 'data arrives whole and in order');
+  assert.ok(s.data.equals(csw), 'the CSW lands in the next request');
+  // 256K+13 failed; then 128K failed; 64K pieces went out (last one with the CSW).
+  assert.equal(io.inWrites.map((x) => x.bytes), [65536, 65536, 65536, 65536, 13]);
+  assert.is(eps.maxTransfer, 64 * 1024);
+  assert.is(eps.stats.splits, 2);
+  // Reads: the host's 192 KiB transfer is taken in 64 KiB pieces, then a short one ends it.
+  const payload = Buffer.alloc(192 * 1024 + 100, 0x77);
+  const host = io.bus.out.hostWrite(payload, 1000);
+  const got = await eps.readOut(256 * 1024);
+  assert.is(got.length, payload.length);
+  assert.ok(got.equals(payload));
+  assert.is((await host).sent, payload.length);
+  assert.equal(io.outReads.slice(-4), [65536, 65536, 65536, 65536]);
+  // At the floor (16 KiB) an ENOMEM is an error, not a loop.
+  io.maxAlloc = 1000;
+  await eps.writeIn(Buffer.alloc(64 * 1024)).then(
+    () => assert.unreachable('should fail'),
+    (e: { code: string }) => assert.is(e.code, 'ENOMEM'),
+  );
+});
+
 test('cancel abandons a pending read; its data goes to the next readOut (the CBW after a reset)', async () => {
   const io = new FakeFfsIo();
   const { eps } = await opened(io);
