@@ -42,6 +42,11 @@ export interface Backstore extends BackstoreInfo {
    * The caller has range-checked; ranges never cross `size`.
    */
   read(into: Buffer, intoOffset: number, length: number, position: number): Promise<void>;
+  /**
+   * Optional: read `length` bytes at `position` into a buffer the backstore gives away (the
+   * caller owns it). Lets a read-ahead hit hand over its buffer instead of copying it.
+   */
+  readOwned?(length: number, position: number): Promise<Buffer>;
   /** Write all of `data` at byte `position`. */
   write(data: Buffer, position: number, opts?: WriteOptions): Promise<void>;
   /** Make every completed write durable (fdatasync / fsync). */

@@ -179,6 +179,23 @@ export class FdBackstore implements Backstore {
     this.afterRead(position, length, othersAtStart === 0 && seq === this.readSeq && this.readsInFlight === 0);
   }
 
+  /** As read(), into a buffer of its own: a read-ahead hit hands over the prefetch buffer. */
+  async readOwned(length: number, position: number): Promise<Buffer> {
+    const p = this.prefetch;
+    if (p !== undefined && p.position === position && p.length === length) {
+      this.prefetch = undefined;
+      if ((await p.done) && !p.stale) {
+        this.readAheadStats.hits++;
+        this.afterRead(position, length);
+        return p.buf;
+      }
+      if (p.stale) this.readAheadStats.stale++;
+    }
+    const buf = Buffer.allocUnsafe(length);
+    await this.read(buf, 0, length, position);
+    return buf;
+  }
+
   private afterRead(position: number, length: number, alone = true): void {
     const sequential = position === this.lastReadEnd;
     const next = position + length;

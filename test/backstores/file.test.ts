@@ -255,6 +255,20 @@ test('read-ahead: a sequential stream is served from the prefetch, byte for byte
   await f.close();
 });
 
+test('read-ahead: readOwned hands over the prefetch buffer on a hit, reads fresh otherwise', async () => {
+  const p = img();
+  const data = pattern(512 * 1024, 9);
+  await fsp.writeFile(p, data);
+  const f = await openFile({ name: 'f', path: p });
+  const step = 128 * 1024;
+  const got: Buffer[] = [];
+  for (let off = 0; off < data.length; off += step) got.push(await f.readOwned(step, off));
+  assert.ok(Buffer.concat(got).equals(data));
+  assert.is(f.readAheadStats.hits, 2);
+  assert.ok(got[2]?.buffer !== got[3]?.buffer, 'each buffer is the caller\'s own');
+  await f.close();
+});
+
 test('read-ahead: random reads prefetch nothing; concurrent reads do not start one', async () => {
   const p = img();
   const data = pattern(256 * 1024, 3);

@@ -87,6 +87,25 @@ export function readResult(ctx: CommandContext, into: Buffer, position: number):
   );
 }
 
+/**
+ * Read `length` bytes at `position` into a buffer the backstore hands over (a read-ahead hit
+ * costs no copy); GOOD with them, or MEDIUM ERROR. Backstores without readOwned: readResult.
+ */
+export function readOwnedResult(ctx: CommandContext, length: number, position: number): Promise<ScsiResult> {
+  const bs = ctx.lu.backstore;
+  if (bs.readOwned === undefined || length <= SLAB_MAX) return readResult(ctx, dataInBuffer(length), position);
+  let p: Promise<Buffer>;
+  try {
+    p = bs.readOwned(length, position);
+  } catch (e) {
+    p = Promise.reject(e);
+  }
+  return p.then(
+    (data) => ctx.good(data),
+    (e: unknown) => mediumFailure(ctx, READ_ERROR, e),
+  );
+}
+
 /** Write `data` at `position` under the range lock (as writeMedium); `done`, or MEDIUM ERROR. */
 export function writeResult(ctx: CommandContext, data: Buffer, position: number, fua: boolean, done: ScsiResult): Promise<ScsiResult> {
   return rangeLockOf(ctx.lu)

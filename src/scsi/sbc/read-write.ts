@@ -10,7 +10,7 @@ import { Asc, SenseKey, invalidCdb } from '../sense';
 import type { CommandContext, Handler } from '../command';
 import { decodeLbaRange } from '../cdb';
 import { PULL_CHUNK } from '../limits';
-import { checkRange, checkTransferLength, dataInBuffer, goodOut, guarded, readMedium, readResult, streamDataOut, writeMedium, writeResult } from './io';
+import { checkRange, checkTransferLength, dataInBuffer, goodOut, guarded, readMedium, readOwnedResult, streamDataOut, writeMedium, writeResult } from './io';
 import { checkProtectField, protectField } from './pi';
 import { readProtected, verifyProtected, writeAndVerifyProtected, writeProtected } from './protection';
 
@@ -32,8 +32,8 @@ export function read(len: 6 | 10 | 12 | 16): Handler {
     if (blocks === 0) return ctx.good();
     if (type !== 0) return readProtected(ctx, lba, blocks, rdprotect);
     const bsz = ctx.lu.blockSize;
-    // One buffer, read straight into it: the fabric sends it without copying.
-    return readResult(ctx, dataInBuffer(blocks * bsz), Number(lba) * bsz);
+    // One buffer, read straight into it (or the backstore's read-ahead buffer): the fabric sends it without copying.
+    return readOwnedResult(ctx, blocks * bsz, Number(lba) * bsz);
   };
 }
 
