@@ -122,6 +122,9 @@ export class FdBackstore implements Backstore {
   private readonly readAhead: boolean;
   private prefetch: Prefetch | undefined;
   private lastReadEnd = -1;
+  private lastReadLength = 0;
+  /** Prefetch reads still running (close() waits for them, dropped ones too). */
+  private readonly prefetching = new Set<Promise<boolean>>();
   private readsInFlight = 0;
   private readSeq = 0;
   /** Counters for tests and the console. */
@@ -156,9 +159,8 @@ export class FdBackstore implements Backstore {
    * stale: it is then dropped and the range read again.
    */
   async read(into: Buffer, intoOffset: number, length: number, position: number): Promise<void> {
-    const p = this.prefetch;
-    if (p !== undefined && p.position === position && p.length >= length) {
-      this.prefetch = undefined;
+    const p = this.takePrefetch(length, position);
+    if (p !== undefined) {
       if ((await p.done) && !p.stale) {
         p.buf.copy(into, intoOffset, 0, length);
         this.readAheadStats.hits++;
@@ -181,13 +183,12 @@ export class FdBackstore implements Backstore {
 
   /** As read(), into a buffer of its own: a read-ahead hit hands over the prefetch buffer. */
   async readOwned(length: number, position: number): Promise<Buffer> {
-    const p = this.prefetch;
-    if (p !== undefined && p.position === position && p.length === length) {
-      this.prefetch = undefined;
+    const p = this.takePrefetch(length, position);
+    if (p !== undefined) {
       if ((await p.done) && !p.stale) {
         this.readAheadStats.hits++;
         this.afterRead(position, length);
-        return p.buf;
+        return p.length === length ? p.buf : p.buf.subarray(0, length);
       }
       if (p.stale) this.readAheadStats.stale++;
     }
@@ -196,24 +197,37 @@ export class FdBackstore implements Backstore {
     return buf;
   }
 
+  /**
+   * The prefetch if it starts at `position` and covers `length`, taken out. Any other prefetch
+   * is dropped: the stream went elsewhere (its read still finishes; close() waits for it).
+   */
+  private takePrefetch(length: number, position: number): Prefetch | undefined {
+    const p = this.prefetch;
+    if (p === undefined) return undefined;
+    this.prefetch = undefined;
+    if (p.position === position && p.length >= length) return p;
+    return undefined;
+  }
+
   private afterRead(position: number, length: number, alone = true): void {
     const sequential = position === this.lastReadEnd;
     const next = position + length;
+    // A host splits big reads unevenly (1 MiB as 8 × 120 KiB + 64 KiB): read ahead as much as
+    // the longer of the last two, so the short one does not shrink the next prefetch.
+    const ahead = Math.min(READ_AHEAD_MAX, Math.max(length, this.lastReadLength), this._size - next);
     this.lastReadEnd = next;
-    if (!this.readAhead || !sequential || !alone || length > READ_AHEAD_MAX) return;
-    if (this.prefetch !== undefined || next + length > this._size) return;
-    const buf = Buffer.allocUnsafe(length);
+    this.lastReadLength = length;
+    if (!this.readAhead || !sequential || !alone || length > READ_AHEAD_MAX || ahead <= 0) return;
+    if (this.prefetch !== undefined) return;
+    const buf = Buffer.allocUnsafe(ahead);
     this.readAheadStats.issued++;
-    this.prefetch = {
-      position: next,
-      length,
-      buf,
-      done: readFully(this.handle, buf, 0, length, next).then(
-        () => true,
-        () => false,
-      ),
-      stale: false,
-    };
+    const done = readFully(this.handle, buf, 0, ahead, next).then(
+      () => true,
+      () => false,
+    );
+    this.prefetching.add(done);
+    void done.then(() => this.prefetching.delete(done));
+    this.prefetch = { position: next, length: ahead, buf, done, stale: false };
   }
 
   /** A write or unmap of [position, position+length) makes an overlapping prefetch stale. */
@@ -297,9 +311,8 @@ export class FdBackstore implements Backstore {
   }
 
   async close(): Promise<void> {
-    const p = this.prefetch;
     this.prefetch = undefined;
-    if (p !== undefined) await p.done;
+    await Promise.all([...this.prefetching]);
     await this.dsyncHandle?.close();
     await this.pi?.close();
     await this.handle.close();

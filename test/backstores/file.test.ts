@@ -269,6 +269,24 @@ test('read-ahead: readOwned hands over the prefetch buffer on a hit, reads fresh
   await f.close();
 });
 
+test('read-ahead: a host splitting 1 MiB as 8 x 120 KiB + 64 KiB still hits after the short piece', async () => {
+  const p = img();
+  const data = pattern(3 * 1024 * 1024, 11);
+  await fsp.writeFile(p, data);
+  const f = await openFile({ name: 'f', path: p });
+  let off = 0;
+  let n = 0;
+  while (off < data.length) {
+    const len = Math.min(n % 9 === 8 ? 64 * 1024 : 120 * 1024, data.length - off);
+    const b = await f.readOwned(len, off);
+    assert.ok(b.equals(data.subarray(off, off + len)), `read ${n} at ${off}`);
+    off += len;
+    n++;
+  }
+  assert.is(f.readAheadStats.hits, n - 2, 'every read after the first two is a hit');
+  await f.close();
+});
+
 test('read-ahead: random reads prefetch nothing; concurrent reads do not start one', async () => {
   const p = img();
   const data = pattern(256 * 1024, 3);
