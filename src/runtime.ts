@@ -10,6 +10,7 @@ import type { BackstoreConfig, Chap, IscsiTargetConfig, LunboxConfig } from './c
 import { IscsiServer } from './fabrics/iscsi/index';
 import type { ChapCredentials, IscsiTargetDef, IscsiTargetParams } from './fabrics/iscsi/index';
 import { AluaGroups, LogicalUnit, TargetPort, usePrStore } from './scsi/index';
+import { MediumRemovalPreventedError } from './scsi/logical-unit';
 import { UsbTarget } from './fabrics/usb/usb-target';
 import { KernelUsbTarget } from './fabrics/usb/kernel-msc';
 import type { KernelMscLun } from './fabrics/usb/gadget';
@@ -47,6 +48,12 @@ export interface ApplyReport {
 
 const targetKey = (t: IscsiTargetConfig): string => `${t.iqn.toLowerCase()}|${t.tpgt ?? 1}`;
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+/** A cdrom backstore whose only change is its disc: a medium change, not a new unit. */
+function discOnly(o: BackstoreConfig, b: BackstoreConfig): boolean {
+  const { path: _a, ...x } = o;
+  const { path: _b, ...y } = b;
+  return o.cdrom === true && b.cdrom === true && same(x, y);
+}
 
 export interface RuntimeOptions {
   /** Directory for state that must survive a restart (APTPL reservations under pr/). */
@@ -58,9 +65,8 @@ export class Runtime {
   private readonly backstores = new Map<string, Backstore>();
   private readonly targets: TargetState[] = [];
   private server: IscsiServer | undefined;
-  private readonly bound: Portal[] = [];
-  /** `address|port` of every portal listening (as configured, port 0 included). */
-  private readonly listening = new Set<string>();
+  /** Every portal listening: `address|port` as configured (port 0 included) → as bound. */
+  private readonly listening = new Map<string, Portal>();
   private stopping: Promise<void> | undefined;
   /** Portals configured with port 0 → the port the system gave us. */
   private readonly resolved = new Map<string, number>();
@@ -74,6 +80,8 @@ export class Runtime {
   /** ALUA target port groups, shared by every target port (SPC-4 §5.15). */
   private readonly alua: AluaGroups | undefined;
   private usb: UsbTarget | KernelUsbTarget | undefined;
+  /** Backstores the running USB gadget exports (its LUN set is fixed until a restart). */
+  private readonly usbBackstores = new Map<string, number>();
 
   private constructor(
     config: LunboxConfig,
@@ -210,7 +218,7 @@ export class Runtime {
     const server = this.server;
     if (!server) return [];
     const opened: string[] = [];
-    const seen = new Set<string>(this.listening);
+    const seen = new Set<string>(this.listening.keys());
     for (const t of this.targets) {
       for (const p of t.portals) {
         const key = `${p.address}|${p.port}`;
@@ -218,8 +226,7 @@ export class Runtime {
         seen.add(key);
         try {
           const at = await server.listen(p.address, p.port);
-          this.bound.push(at);
-          this.listening.add(key);
+          this.listening.set(key, at);
           opened.push(formatHostPort(at.address, at.port));
           if (p.port === 0) this.resolved.set(key, at.port);
           this.logger.debug(`iSCSI portal listening on ${formatHostPort(at.address, at.port)}`);
@@ -259,14 +266,47 @@ export class Runtime {
     const oldBs = new Map(prev.backstores.map((b) => [b.name, b]));
     const newBs = new Map(next.backstores.map((b) => [b.name, b]));
     const opened = new Map<string, { store: Backstore; unit: LogicalUnit }>();
+    // A cdrom whose only change is `path` keeps its unit: the disc changes (null: ejected).
+    const discs = new Map<string, Backstore | null>();
+    const closeNew = async (): Promise<void> => {
+      for (const { unit } of opened.values()) await unit.close().catch(() => undefined);
+      for (const d of discs.values()) await d?.close().catch(() => undefined);
+    };
     try {
       for (const b of next.backstores) {
         const o = oldBs.get(b.name);
         if (o && same(o, b)) continue;
+        if (o && discOnly(o, b) && this.units.has(b.name)) {
+          discs.set(b.name, b.path === undefined ? null : await openIso(b.name, b.path));
+          continue;
+        }
+        const lun = this.usbBackstores.get(b.name);
+        if (o && lun !== undefined) {
+          throw new Error(`backstore ${b.name} is exported by the running USB gadget (LUN ${lun}): its settings change only with a restart (edit the config file, then restart lunbox)`);
+        }
         opened.set(b.name, await this.openUnit(b));
       }
+      for (const [name, lun] of this.usbBackstores) {
+        if (!newBs.has(name)) throw new Error(`backstore ${name} is exported by the running USB gadget (LUN ${lun}): it can be removed only with a restart`);
+      }
+      // A host that locked the tray keeps its disc (MMC-6 §6.7.2.5: it is sent an eject request).
+      for (const name of discs.keys()) {
+        const unit = this.units.get(name)!;
+        if (unit.mediumPresent && unit.isPrevented()) {
+          unit.ejectMedium(); // throws MediumRemovalPreventedError and posts the eject request
+          throw new MediumRemovalPreventedError(name);
+        }
+      }
+      // The kernel engine serves the USB side of these drives: the kernel changes its disc first
+      // (it enforces the host's PREVENT there); a refusal leaves everything as it was.
+      if (this.usb instanceof KernelUsbTarget) {
+        for (const [name, disc] of discs) {
+          const lun = this.usbBackstores.get(name);
+          if (lun !== undefined) await this.usb.setMedium(lun, disc ? (disc as { path?: string }).path ?? null : null);
+        }
+      }
     } catch (err) {
-      for (const { unit } of opened.values()) await unit.close().catch(() => undefined);
+      await closeNew();
       throw err;
     }
     const units = new Map(this.units);
@@ -326,6 +366,14 @@ export class Runtime {
     for (const [n, u] of units) this.units.set(n, u);
     for (const r of retired) this.backstores.delete(r.name);
     for (const [n, { store }] of opened) this.backstores.set(n, store);
+    const oldDiscs: { name: string; unit: LogicalUnit; previous: Backstore }[] = [];
+    for (const [name, disc] of discs) {
+      const unit = this.units.get(name)!;
+      const change = disc ? unit.insertMedium(disc) : unit.ejectMedium();
+      this.backstores.set(name, unit.backstore);
+      if (change.previous) oldDiscs.push({ name, unit, previous: change.previous });
+      changes.push(`backstore ${name}: ${disc ? `medium ${newBs.get(name)?.path} inserted` : 'medium ejected'}`);
+    }
     this.targets.length = 0;
     this.targets.push(...nextTargets);
 
@@ -334,6 +382,15 @@ export class Runtime {
     }
     if (!same(prev.iscsi?.discoveryAuth, next.iscsi?.discoveryAuth)) notes.push('iscsi discovery auth: takes effect after a restart');
     if (this.server) {
+      // Portals no target has any more close first (a new one may want the same port).
+      const wanted = new Set(this.targets.flatMap((t) => t.portals.map((p) => `${p.address}|${p.port}`)));
+      for (const [key, at] of [...this.listening]) {
+        if (wanted.has(key)) continue;
+        this.server.closePortal(at.address, at.port);
+        this.listening.delete(key);
+        this.resolved.delete(key);
+        changes.push(`iscsi portal ${formatHostPort(at.address, at.port)} closed (sessions logged in through it stay until they log out)`);
+      }
       try {
         for (const p of await this.listenNew()) changes.push(`iscsi portal ${p} listening`);
       } catch (err) {
@@ -342,16 +399,17 @@ export class Runtime {
       this.server.setTargets(this.targetDefs());
       for (const t of removed) for (const d of t.defs) this.server.coldReset(d);
     }
-    const wanted = new Set(this.targets.flatMap((t) => t.portals.map((p) => `${p.address}|${p.port}`)));
-    for (const key of this.listening) {
-      if (!wanted.has(key)) notes.push(`portal ${key.replace('|', ':')} is no longer configured; it stops listening after a restart`);
-    }
+    if (!same(prev.usb, next.usb)) notes.push('usb: the gadget and its LUNs change at the next start (saveconfig, then restart lunbox)');
     for (const t of changed) t.port.lunsChanged();
 
     // 4. Close what is no longer used (after flushing acknowledged writes).
     for (const r of retired) {
       await r.store.flush().catch((e: Error) => this.logger.error(`flushing backstore ${r.name}: ${e.message}`));
       await r.unit.close().catch((e: Error) => this.logger.warn(`closing backstore ${r.name}: ${e.message}`));
+    }
+    for (const d of oldDiscs) {
+      await d.unit.idle();
+      await d.previous.close().catch((e: Error) => this.logger.warn(`closing the old medium of ${d.name}: ${e.message}`));
     }
     for (const c of changes) this.logger.info(`live change: ${c}`);
     return { changes, notes };
@@ -363,7 +421,13 @@ export class Runtime {
    * the host refuses the change (MediumRemovalPreventedError, an eject request is posted to
    * the host) unless `force`, which is logged. The running config follows (path set or removed).
    */
-  async changeMedium(backstoreName: string, isoPath: string | null, opts: { force?: boolean } = {}): Promise<{ forced: boolean }> {
+  changeMedium(backstoreName: string, isoPath: string | null, opts: { force?: boolean } = {}): Promise<{ forced: boolean }> {
+    const run = this.applying.then(() => this.changeMediumNow(backstoreName, isoPath, opts));
+    this.applying = run.catch(() => undefined);
+    return run;
+  }
+
+  private async changeMediumNow(backstoreName: string, isoPath: string | null, opts: { force?: boolean }): Promise<{ forced: boolean }> {
     if (this.stopping) throw new Error('the daemon is shutting down');
     const unit = this.units.get(backstoreName);
     const cfg = this.cfg.backstores.find((b) => b.name === backstoreName);
@@ -425,7 +489,7 @@ export class Runtime {
 
   /** Portals actually bound (an ephemeral port 0 is resolved here). */
   portals(): readonly Portal[] {
-    return this.bound;
+    return [...this.listening.values()];
   }
 
   /** One `iscsi://host:port/iqn/lun` URL per exported LUN, on the first portal of each target. */
@@ -475,6 +539,7 @@ export class Runtime {
       this.usb = new UsbTarget({ gadget, luns, log: this.logger.log });
     }
     await this.usb.start();
+    for (const l of u.luns) this.usbBackstores.set(l.backstore, l.lun);
   }
 
   /**

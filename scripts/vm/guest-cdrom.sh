@@ -9,7 +9,11 @@
 #   4. while mounted the kernel holds PREVENT: START STOP UNIT eject is refused
 #   5. unmounted: eject (LOEJ) → TEST UNIT READY 02/3A/02 (tray open), GESN tray open;
 #      load (LOEJ+START) → UNIT ATTENTION 28/00, then ready; mount again: same sha256
-#   6. SIGTERM: /dev/sr0 gone
+#   6. the board's shell (lunbox shell -c over the control socket) swaps the ISO live: refused
+#      while the host has it mounted (PREVENT), then the host mounts the new disc and reads its
+#      files; set attribute path= swaps it back; a disk exported over USB keeps its settings;
+#      eject shows the host an open tray
+#   7. SIGTERM: /dev/sr0 gone
 # Prints "PASS: ..." / "FAIL: ..." per check and "guest-cdrom: N passed, M failed" at the end.
 # Usage: scripts/vm/run-in-vm.sh scripts/vm/guest-cdrom.sh
 set -u
@@ -41,6 +45,9 @@ wait_sr() {
 }
 # hexof ARGS...: sg_raw data-in as one line of hex bytes
 hexof() { sg_raw -b "$@" 2>/dev/null | od -An -tx1 | tr -s ' \n' ' ' | sed 's/^ //; s/ $//'; }
+CTL=/tmp/lunbox-cd.sock
+# lbshell CMD: one command in the running daemon's shell; its output in /tmp/shell.txt
+lbshell() { node "$LUNBOX_JS" shell --control $CTL -c "$1" >/tmp/shell.txt 2>&1; rc=$?; sed 's/^/  shell: /' /tmp/shell.txt; return $rc; }
 sums() { (cd "$1" && find . -type f | sort | xargs sha256sum); }
 
 usb_modules
@@ -61,7 +68,7 @@ if command -v xorriso >/dev/null; then MK="xorriso -as mkisofs"; else MK=genisoi
 check "ISO made ($MK)" sh -c "$MK -quiet -R -J -V LUNBOXCD -o $ISO $SRC >/dev/null 2>&1 && [ -s $ISO ]"
 BLOCKS=$(($(stat -c %s $ISO) / 2048))
 say "ISO: $BLOCKS blocks of 2048 bytes"
-if lunbox_start --backstore file:/mnt/store/disk.img:64M --cdrom $ISO --serial LUNBOXCD01; then pass "lunbox started (disk LUN 0, cdrom LUN 1)"; else fail "lunbox started"; finish; fi
+if lunbox_start --backstore file:/mnt/store/disk.img:64M --cdrom $ISO --serial LUNBOXCD01 --control $CTL; then pass "lunbox started (disk LUN 0, cdrom LUN 1)"; else fail "lunbox started"; finish; fi
 if wait_sr LUNBOX; then pass "sr driver attached /dev/$SR"; else fail "sr driver attached a /dev/srN"; dmesg | tail -n 30; cat "$LUNBOX_LOG"; finish; fi
 check "the disk LUN beside it is /dev/sdX" wait_sd LUNBOX
 # Opening /dev/srN makes sr check for media events (TEST UNIT READY + GESN), which consumes the
@@ -115,9 +122,47 @@ echo 3 >/proc/sys/vm/drop_caches
 check "mount again after load" mount -t iso9660 -o ro /dev/$SR /mnt/cd
 sums /mnt/cd >/tmp/got.txt 2>/dev/null
 check "files identical after eject + load" cmp -s /tmp/want.txt /tmp/got.txt
-umount /mnt/cd
 
-# --- 6. clean stop -----------------------------------------------------------------------
+# --- 6. the ISO swapped from the board's shell ----------------------------------------------
+SRC2=/mnt/store/src2; mkdir -p $SRC2
+dd if=/dev/urandom of=$SRC2/second.bin bs=1k count=2500 status=none
+echo "the second disc" >$SRC2/which.txt
+ISO2=/mnt/store/b.iso
+check "second ISO made" sh -c "$MK -quiet -R -J -V LUNBOXCD2 -o $ISO2 $SRC2 >/dev/null 2>&1 && [ -s $ISO2 ]"
+sums $SRC2 >/tmp/want2.txt
+# Still mounted from step 5: the host holds PREVENT, the shell's change is refused.
+lbshell "/usb/luns/lun1 changemedium $ISO2"; rc=$?
+check "changemedium while the host has the disc mounted: refused (exit $rc), names PREVENT and force=true" \
+	sh -c "[ $rc = 1 ] && grep -q 'locked the tray (PREVENT ALLOW MEDIUM REMOVAL' /tmp/shell.txt && grep -q 'force=true' /tmp/shell.txt"
+echo 3 >/proc/sys/vm/drop_caches
+sums /mnt/cd >/tmp/got.txt 2>/dev/null
+check "the mounted disc still reads" cmp -s /tmp/want.txt /tmp/got.txt
+umount /mnt/cd
+lbshell "/usb/luns/lun1 changemedium $ISO2"; rc=$?
+check "changemedium $ISO2 from the shell (exit $rc)" sh -c "[ $rc = 0 ] && grep -q 'inserted in cdrom0' /tmp/shell.txt"
+check "the host mounts the new disc" mount -t iso9660 -o ro /dev/$SR /mnt/cd
+check "the host sees the new disc's size ($(($(cat /sys/block/$SR/size) * 512)) bytes)" [ "$(($(cat /sys/block/$SR/size) * 512))" = "$(stat -c %s $ISO2)" ]
+sums /mnt/cd >/tmp/got2.txt 2>/dev/null
+check "the host reads the new disc's files ($(wc -l </tmp/want2.txt) files, sha256)" cmp -s /tmp/want2.txt /tmp/got2.txt
+umount /mnt/cd
+# The same change through the config: set attribute path= is a disc change, not a new LUN.
+lbshell "/backstores/file/cdrom0 set attribute path=$ISO"; rc=$?
+check "set attribute path= swaps the disc back (exit $rc)" [ $rc = 0 ]
+check "the host mounts the first disc again" mount -t iso9660 -o ro /dev/$SR /mnt/cd
+sums /mnt/cd >/tmp/got.txt 2>/dev/null
+check "its files are the first disc's" cmp -s /tmp/want.txt /tmp/got.txt
+umount /mnt/cd
+lbshell "/backstores/file/file0 set attribute vendor=ACME"; rc=$?
+check "a disk the USB gadget exports keeps its settings until a restart (exit $rc)" \
+	sh -c "[ $rc = 1 ] && grep -q 'exported by the running USB gadget (LUN 0)' /tmp/shell.txt"
+lbshell "ls /backstores/file"
+check "ls shows the disc in the drive" grep -q "cdrom0 .*cdrom $ISO activated" /tmp/shell.txt
+lbshell "/usb/luns/lun1 eject"; rc=$?
+check "eject from the shell (exit $rc)" [ $rc = 0 ]
+sg_raw $SG 00 00 00 00 00 00 >/tmp/tur.txt 2>&1
+check "the host sees an open tray ($(grep -i 'sense:' /tmp/tur.txt | tr '\n' ' '))" grep -qi 'tray open' /tmp/tur.txt
+
+# --- 7. clean stop -----------------------------------------------------------------------
 lunbox_stop TERM
 check "SIGTERM: exit status 0" [ "${LUNBOX_RC:-1}" = 0 ]
 i=0; while [ -e /sys/block/$SR ] && [ $i -lt 300 ]; do i=$((i + 1)); sleep 0.1; done

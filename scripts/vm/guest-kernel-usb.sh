@@ -6,7 +6,9 @@
 #      mass_storage.lunbox, no ffs.* and no FunctionFS mount; /dev/sdX, /dev/sr0, /dev/ttyACM0
 #   2. INQUIRY names lunbox's vendor; the capacity is the file's
 #   3. 8 MiB of random data written through /dev/sdX reads back, and is in lunbox's file
-#   4. the ISO mounts and reads back identical
+#   4. the ISO mounts and reads back identical; while mounted the shell's changemedium is
+#      refused (the kernel enforces the host's PREVENT); unmounted, the shell swaps the disc
+#      and the host reads the new one
 #   5. SIGTERM: exit 0, the gadget and /dev/sdX are gone
 # Prints "PASS: ..." / "FAIL: ..." per check and "guest-kernel-usb: N passed, M failed".
 # Usage: scripts/vm/run-in-vm.sh scripts/vm/guest-kernel-usb.sh
@@ -37,6 +39,8 @@ wait_sr() {
 	SR=; return 1
 }
 sums() { (cd "$1" && find . -type f | sort | xargs sha256sum); }
+CTL=/tmp/lunbox-k.sock
+lbshell() { node "$LUNBOX_JS" shell --control $CTL -c "$1" >/tmp/shell.txt 2>&1; rc=$?; sed 's/^/  shell: /' /tmp/shell.txt; return $rc; }
 
 usb_modules
 modprobe sr_mod || echo "modprobe sr_mod failed"
@@ -54,7 +58,7 @@ check "ISO made ($MK)" sh -c "$MK -quiet -R -J -V LUNBOXK -o $ISO $SRC >/dev/nul
 IMG=/mnt/store/disk.img
 
 # --- 1. start ------------------------------------------------------------------------------
-if lunbox_start --usb-engine kernel --acm --backstore file:$IMG:64M --cdrom $ISO --serial LUNBOXK01; then
+if lunbox_start --usb-engine kernel --acm --backstore file:$IMG:64M --cdrom $ISO --serial LUNBOXK01 --control $CTL; then
 	pass "lunbox started with --usb-engine kernel"
 else
 	fail "lunbox started with --usb-engine kernel"; finish
@@ -88,6 +92,21 @@ check "mount -t iso9660 /dev/$SR" mount -t iso9660 -o ro /dev/$SR /mnt/cd
 sums $SRC >/tmp/want.txt
 sums /mnt/cd >/tmp/got.txt 2>/dev/null
 check "ISO files read back identical" cmp -s /tmp/want.txt /tmp/got.txt
+SRC2=/mnt/store/src2; mkdir -p $SRC2
+dd if=/dev/urandom of=$SRC2/second.bin bs=1k count=700 status=none
+ISO2=/mnt/store/b.iso
+$MK -quiet -R -J -V LUNBOXK2 -o $ISO2 $SRC2 >/dev/null 2>&1
+sums $SRC2 >/tmp/want2.txt
+lbshell "/usb/luns/lun1 changemedium $ISO2"; rc=$?
+check "mounted: the shell's changemedium is refused by the kernel's PREVENT (exit $rc)" sh -c "[ $rc != 0 ] && grep -qi 'prevent' /tmp/shell.txt"
+check "the kernel kept the first disc" sh -c "[ \"\$(cat $G/functions/mass_storage.lunbox/lun.1/file)\" = $ISO ]"
+umount /mnt/cd
+lbshell "/usb/luns/lun1 changemedium $ISO2"; rc=$?
+check "unmounted: changemedium from the shell (exit $rc)" sh -c "[ $rc = 0 ] && [ \"\$(cat $G/functions/mass_storage.lunbox/lun.1/file)\" = $ISO2 ]"
+echo 3 >/proc/sys/vm/drop_caches
+i=0; until mount -t iso9660 -o ro /dev/$SR /mnt/cd 2>/dev/null || [ $i -ge 50 ]; do i=$((i + 1)); sleep 0.2; done
+sums /mnt/cd >/tmp/got2.txt 2>/dev/null
+check "the host reads the new disc's files" cmp -s /tmp/want2.txt /tmp/got2.txt
 umount /mnt/cd
 
 # --- 5. clean stop -------------------------------------------------------------------------

@@ -56,7 +56,9 @@ Quick one-LUN export (no config file):
 
 From a config file:
   -c, --config FILE      JSON config: backstores, iSCSI targets, LUNs, ACLs, CHAP
-                         (see README "Configuration"; check it with 'lunbox config check')
+                         (see README "Configuration"; check it with 'lunbox config check');
+                         --listen replaces its portals while running (the shell's
+                         saveconfig still writes the file's own)
 
 Management:
       --console DEVICE   serve the shell on a serial device (e.g. /dev/ttyGS0, /dev/ttyAMA0;
@@ -141,19 +143,25 @@ export function quickConfig(opts: ServeOptions): LunboxConfig {
   return validateConfig(raw);
 }
 
+/** The command-line overrides of a config file: --listen replaces every portal of the file. */
+export function withOverrides(config: LunboxConfig, opts: Pick<ServeOptions, 'listen'>): LunboxConfig {
+  if (opts.listen.length === 0 || !config.iscsi) return config;
+  // Handy for tests and one-off runs; never written back by saveconfig.
+  const portals = opts.listen.map((l) => ({ address: l.address, port: l.port }));
+  return validateConfig({
+    ...config,
+    iscsi: { ...config.iscsi, portals, targets: config.iscsi.targets.map((t) => ({ ...t, portals })) },
+  });
+}
+
 async function serve(opts: ServeOptions): Promise<number> {
   const logger = createLogger({ verbose: opts.verbose, quiet: opts.quiet });
   let config: LunboxConfig;
+  let fileConfig: LunboxConfig | undefined;
+  const overlay = (c: LunboxConfig): LunboxConfig => withOverrides(c, opts);
   if (opts.config !== undefined) {
-    config = await loadConfig(opts.config);
-    if (opts.listen.length > 0 && config.iscsi) {
-      // --listen replaces every portal of the file: handy for tests and one-off runs.
-      const portals = opts.listen.map((l) => ({ address: l.address, port: l.port }));
-      config = validateConfig({
-        ...config,
-        iscsi: { ...config.iscsi, portals, targets: config.iscsi.targets.map((t) => ({ ...t, portals })) },
-      });
-    }
+    fileConfig = await loadConfig(opts.config);
+    config = overlay(fileConfig);
   } else {
     config = quickConfig(opts);
   }
@@ -168,6 +176,8 @@ async function serve(opts: ServeOptions): Promise<number> {
     rt,
     {
       ...(opts.config !== undefined ? { configFile: opts.config } : {}),
+      // saveconfig writes the file's own config plus the shell's changes, not --listen.
+      ...(fileConfig !== undefined ? { fileConfig, overlay } : {}),
       ...(opts.console !== undefined ? { consoleDevice: opts.console } : {}),
       ...(opts.control !== undefined ? { control: opts.control } : {}),
     },

@@ -97,7 +97,7 @@ export function parseMgmt(cmd: string, args: readonly string[]): MgmtCommand | {
         ...(positional[0] !== undefined ? { device: positional[0] } : {}),
         test: opts.has('--test') || positional[0] !== undefined,
         lun: lun === undefined ? 0 : num('--lun', lun, 0, 15),
-        readMiB: read === undefined ? 64 : num('--read', read, 1, 1 << 20),
+        readMiB: read === undefined ? 64 : num('--read', read, 0, 1 << 20),
         json: opts.has('--json'),
       };
     }

@@ -11,7 +11,7 @@ import type { ConsoleStream } from '../console/client';
 import { DEFAULT_CONTROL_SOCKET, openControlSocket } from '../console/control';
 import type { ControlServer } from '../console/control';
 import { ConfigModel } from '../console/model';
-import type { ShellRuntime } from '../console/model';
+import type { DirEntry, ShellRuntime } from '../console/model';
 import { DEFAULT_BAUD_RATE, DEFAULT_CONSOLE_DEVICE, SerialConsole } from '../console/serial';
 import { findLunboxPort, openSerialStream } from '../host/console';
 import { describeDevice, formatReport, listLunboxDevices, probeDevice, progressBar, selectDevice } from '../host/probe';
@@ -28,8 +28,9 @@ export const HELP_SHELL = `Usage: lunbox shell [--control PATH] [-c "COMMAND"]
 The management shell of the running daemon, over its control socket
 (default ${DEFAULT_CONTROL_SOCKET}; root only). A tree like targetcli's:
   /backstores/{block,file,ram}  /iscsi/<iqn>/tpg1/{luns,acls,portals}  /usb  /sbp2
-with ls, cd, create, delete, set/get, info, saveconfig, restoreconfig, help.
-Changes apply live. Tab completes; arrows recall history; Ctrl-D leaves.
+with ls, cd, create, delete, set/get, info, changemedium/eject (CD-ROM discs), saveconfig,
+restoreconfig, help. Changes apply live; saveconfig writes the config file's own content plus
+the changes (never serve --listen). Tab completes; arrows recall history; Ctrl-D leaves.
   -c "COMMAND"     run one command, print its output; exit status 0 if it succeeded
 Commands on stdin (not a terminal) run one per line; the exit status is 1 if any failed.`;
 
@@ -47,8 +48,9 @@ export const HELP_PROBE = `Usage: lunbox probe [DEVICE] [--test] [--lun N] [--re
 Lists lunbox devices on this computer's USB bus (node-usb / libusb). With DEVICE
 (BUS:ADDR or serial number) or --test, talks Bulk-Only Transport to it directly,
 detaching the kernel's usb-storage driver meanwhile: INQUIRY, READ CAPACITY and a
-read-throughput test (--read MiB, default 64), then prints a report. Needs root or
-a udev rule giving access to the device.`;
+read-throughput test (--read MiB, default 64; 0: none), then prints a report; the kernel
+driver is given the device back afterwards. --lun N (0..15) picks the LUN [0]; --json prints
+the list or the report as JSON. Needs root or a udev rule giving access to the device.`;
 
 export const HELP_CONFIG_IO = `Usage: lunbox config import SAVECONFIG.json [-o OUT]
        lunbox config export [CONFIG] [-o OUT]
@@ -61,8 +63,21 @@ Either way, everything that cannot be carried over is listed on stderr.`;
 
 // ------------------------------------------------------------------ daemon side
 
+/** A directory on the board, for the shell's tab completion of image paths (symlinks followed). */
+function listDir(dir: string): DirEntry[] {
+  return fs.readdirSync(dir, { withFileTypes: true }).map((e) => {
+    let isDir = e.isDirectory();
+    if (e.isSymbolicLink()) isDir = fs.statSync(`${dir}/${e.name}`, { throwIfNoEntry: false })?.isDirectory() === true;
+    return { name: e.name, dir: isDir };
+  });
+}
+
 export interface ManagementOptions {
   readonly configFile?: string;
+  /** The config file's own content (without command-line overrides): what saveconfig writes. */
+  readonly fileConfig?: LunboxConfig;
+  /** The command-line overrides (serve --listen), applied again by restoreconfig. */
+  readonly overlay?: (fromFile: LunboxConfig) => LunboxConfig;
   /** --console DEVICE ('none' disables). */
   readonly consoleDevice?: string;
   /** --control PATH ('none' disables). */
@@ -79,7 +94,14 @@ export interface Management {
 /** Start the control socket and (when configured) the serial console of a running daemon. */
 export async function startManagement(rt: ShellRuntime & { config: LunboxConfig }, opts: ManagementOptions, logger: Logger): Promise<Management> {
   const cfg = rt.config;
-  const model = new ConfigModel({ config: cfg, runtime: rt, ...(opts.configFile !== undefined ? { file: opts.configFile } : {}) });
+  const model = new ConfigModel({
+    config: cfg,
+    runtime: rt,
+    listDir,
+    ...(opts.configFile !== undefined ? { file: opts.configFile } : {}),
+    ...(opts.fileConfig !== undefined ? { saved: opts.fileConfig } : {}),
+    ...(opts.overlay !== undefined ? { overlay: opts.overlay } : {}),
+  });
   const banner = `lunbox ${VERSION} management shell (help for commands)`;
   let control: ControlServer | undefined;
   const socketPath = opts.control ?? (cfg.control?.socket === false ? 'none' : cfg.control?.socket) ?? DEFAULT_CONTROL_SOCKET;

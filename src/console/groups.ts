@@ -38,7 +38,7 @@ export interface Group {
 const k = (key: string, type: ValueType, help: string, extra: Partial<KeySpec> = {}): KeySpec => ({ key, field: key, type, help, ...extra });
 
 const BACKSTORE_KEYS: readonly KeySpec[] = [
-  k('path', 'string', 'image file or block device (changing it reopens the backstore: a disk swap)'),
+  k('path', 'string', 'image file or block device (changing it reopens the backstore: a disk swap; a CD-ROM changes its disc)'),
   k('size', 'size', "bytes or a size like '64M' (ram; file when it is created)"),
   k('readOnly', 'bool', 'refuse writes (DATA PROTECT)'),
   k('blockSize', 'int', 'logical block size the initiators see', { values: ['512', '1024', '2048', '4096'] }),
@@ -49,6 +49,7 @@ const BACKSTORE_KEYS: readonly KeySpec[] = [
   k('product', 'string', 'INQUIRY product (16 characters)'),
   k('revision', 'string', 'INQUIRY revision (4 characters)'),
   k('serial', 'string', 'unit serial number (VPD 80h)'),
+  k('cdrom', 'bool', 'a CD-ROM drive (MMC) with path, an .iso, as its disc (file only; read-only, 2048-byte blocks)'),
   k('type', 'string', 'ram, file or block', { readOnly: true }),
 ];
 

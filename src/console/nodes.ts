@@ -1,7 +1,7 @@
 // The shell's tree over the config model, like targetcli's:
 //   /backstores/{block,file,ram}/<name>
 //   /iscsi/<iqn>/tpg<N>/{luns/lun<N>, acls/<initiator>/mapped_lun<N>, portals/<addr:port>}
-//   /usb/{gadget, luns/lun<N>}        (USB fabric: configured here, not served live yet)
+//   /usb/{gadget, luns/lun<N>}        (USB fabric: changes take effect at the next start)
 //   /sbp2                             (not built yet)
 // A node is plain data naming what it points at; everything is looked up in the config
 // on each command, so the tree is always the config (no cache to go stale).
@@ -38,7 +38,6 @@ export interface UsbLun {
   lun: number;
   backstore: string;
   readOnly?: boolean;
-  cdrom?: boolean;
 }
 
 export const BACKSTORE_TYPES: readonly BackstoreType[] = ['block', 'file', 'ram'];
@@ -241,6 +240,7 @@ function backstoreSummary(b: BackstoreConfig): string {
   } catch {
     size = String(b.size);
   }
+  if (b.cdrom === true) return `cdrom ${b.path ?? '(no disc)'}`;
   const parts = [b.path, size ? `(${size})` : undefined, b.readOnly ? 'ro' : undefined, b.blockSize && b.blockSize !== 512 ? `bs=${b.blockSize}` : undefined];
   return parts.filter((p) => p !== undefined).join(' ');
 }
@@ -278,7 +278,7 @@ export function summary(cfg: LunboxConfig, n: Node): string {
     case 'lun': {
       const l = findTarget(cfg, n.iqn, n.tpgt)?.luns.find((x) => x.lun === n.lun);
       const b = cfg.backstores.find((x) => x.name === l?.backstore);
-      return l ? `${b?.type ?? '?'}/${l.backstore}${l.readOnly ? ' ro' : ''}` : '?';
+      return l ? `${b?.type ?? '?'}/${l.backstore}${b?.cdrom === true ? ' cdrom' : ''}${l.readOnly ? ' ro' : ''}` : '?';
     }
     case 'acls':
       return `ACLs: ${findTarget(cfg, n.iqn, n.tpgt)?.acls?.length ?? 0}`;
@@ -306,10 +306,11 @@ export function summary(cfg: LunboxConfig, n: Node): string {
       return `${hex(g['idVendor'], 0x1d6b)}:${hex(g['idProduct'], 0x0104)} ${g['product'] ?? 'lunbox storage'}`;
     }
     case 'usb-luns':
-      return `LUNs: ${usbOf(cfg).luns?.length ?? 0}, not served live yet`;
+      return `LUNs: ${usbOf(cfg).luns?.length ?? 0}`;
     case 'usb-lun': {
       const l = usbOf(cfg).luns?.find((x) => x.lun === n.lun);
-      return l ? `${l.backstore}${l.cdrom ? ' cdrom' : ''}${l.readOnly ? ' ro' : ''}` : '?';
+      const cd = cfg.backstores.find((b) => b.name === l?.backstore)?.cdrom === true;
+      return l ? `${l.backstore}${cd ? ' cdrom' : ''}${l.readOnly ? ' ro' : ''}` : '?';
     }
     case 'sbp2':
       return 'not yet: SBP-2 is not built';

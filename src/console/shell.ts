@@ -4,6 +4,7 @@
 // No I/O here: exec() returns the text to print, complete() the tab completions.
 
 import { randomBytes } from 'node:crypto';
+import { posix } from 'node:path';
 import { ConfigError, MAX_LUN, redactSecrets } from '../config/index';
 import type { BackstoreConfig, BackstoreType, IscsiTargetConfig, LunboxConfig, MappedLun } from '../config/index';
 import { VERSION } from '../version';
@@ -41,37 +42,36 @@ interface Ctx {
 interface CommandDef {
   readonly usage: string;
   readonly help: string;
-  /** Node kinds where it applies (undefined: everywhere). */
-  readonly where?: (n: Node) => boolean;
+  /** Nodes where it applies (undefined: everywhere). */
+  readonly where?: (n: Node, cfg: LunboxConfig) => boolean;
+  /** Why it does not apply at a node, when more can be said than "commands here: ...". */
+  readonly whyNot?: (cfg: LunboxConfig) => string;
   run(this: Shell, c: Ctx): Promise<string> | string;
 }
 
 const CONTAINERS: readonly Node['kind'][] = ['bs-type', 'iscsi', 'target', 'luns', 'acls', 'acl', 'portals', 'usb-luns', 'sbp2'];
 const isContainer = (n: Node): boolean => CONTAINERS.includes(n.kind);
 const LS_WIDTH = 78;
-const NOT_YET_CDROM =
-  'not yet: CD-ROM LUNs (MMC, ISO images) are not built yet, so there is no medium to change. ' +
-  'To swap the image of a disk LUN now: set attribute path=NEW_IMAGE on its backstore (initiators get REPORTED LUNS DATA HAS CHANGED).';
 
 const NODE_HELP: Readonly<Record<Node['kind'], string>> = {
   root: 'The top of the tree. backstores: storage; iscsi: iSCSI targets; usb: the USB gadget; sbp2: FireWire.',
   backstores: 'Storage objects by type: block (a device), file (an image file), ram (memory, lost at exit).',
   'bs-type': 'Backstores of one type. create NAME ... adds one; delete NAME removes an unused one.',
-  backstore: 'One backstore. get/set attribute: path, size, readOnly, blockSize, writeCache, INQUIRY identity.',
+  backstore: 'One backstore. get/set attribute: path, size, readOnly, blockSize, writeCache, cdrom, INQUIRY identity. A CD-ROM (cdrom=true): changemedium ISO, eject.',
   iscsi: 'iSCSI targets. create [IQN] adds one (a name is generated without IQN); set discovery_auth for SendTargets CHAP.',
   target: 'An iSCSI target. Its target portal groups: tpg1, ... (create [TAG] adds one).',
   tpg: 'A target portal group: luns, acls, portals. set attribute demoMode/alias, set parameter (RFC 7143 keys), set auth (CHAP).',
   luns: 'The LUNs of this TPG. create BACKSTORE [LUN] exports a backstore; delete lunN removes it. Logged-in initiators see the change at once (unit attention 3F/0E).',
-  lun: 'One LUN. set attribute readOnly=true|false.',
+  lun: 'One LUN. set attribute readOnly=true|false. A CD-ROM LUN: changemedium ISO puts in another disc, eject takes it out.',
   acls: 'Initiators allowed in (when any exist, demo mode is off unless set on). create INITIATOR_IQN; delete INITIATOR_IQN.',
   acl: 'One initiator: its mapped LUNs (default: every LUN under its own number) and its CHAP (set auth).',
   mapped: 'A LUN as this initiator sees it. set attribute readOnly=true|false targetLun=N.',
-  portals: 'Addresses this TPG listens on. create ADDRESS[:PORT]; delete ADDRESS:PORT.',
+  portals: 'Addresses this TPG listens on. create ADDRESS[:PORT] listens at once; delete ADDRESS:PORT refuses new connections at once (sessions logged in through it stay until they log out).',
   portal: 'One listening address.',
-  usb: 'The USB gadget: its identity (gadget) and its LUNs. Saved in the config; the USB fabric is not served live yet.',
-  'usb-gadget': 'USB identity: set attribute idVendor=0x1d6b idProduct=0x0104 manufacturer=... product=... serialnumber=...',
-  'usb-luns': 'USB mass-storage LUNs: create BACKSTORE [LUN] [cdrom=true]; delete lunN.',
-  'usb-lun': 'One USB LUN. set attribute readOnly, cdrom.',
+  usb: 'The USB gadget: its identity (gadget) and its LUNs. Changes here take effect at the next start (saveconfig, restart); a CD-ROM disc changes live (changemedium).',
+  'usb-gadget': 'USB identity: set attribute vendorId=0x1d6b productId=0x0104 manufacturer=... product=... serial=...',
+  'usb-luns': 'USB mass-storage LUNs (0..15): create BACKSTORE [LUN] [readOnly=true]; delete lunN. A CD-ROM is a backstore with cdrom=true.',
+  'usb-lun': 'One USB LUN. set attribute readOnly. A CD-ROM LUN: changemedium ISO, eject.',
   sbp2: 'not yet: the SBP-2 (FireWire) target is not built.',
 };
 
@@ -164,8 +164,9 @@ export class Shell {
       const def = this.commands[name];
       if (!def) throw new ShellError(`unknown command '${name}'; commands here: ${this.commandsFor(this.at(ctxPath).node).join(', ')} (help for more)`);
       const at = this.at(ctxPath);
-      if (def.where && !def.where(at.node)) {
-        throw new ShellError(`'${name}' does not apply at /${at.path.join('/')}; commands here: ${this.commandsFor(at.node).join(', ')}`);
+      if (def.where && !def.where(at.node, this.cfg)) {
+        const why = def.whyNot ? `: ${def.whyNot(this.cfg)}` : '';
+        throw new ShellError(`'${name}' does not apply at /${at.path.join('/')}${why}; commands here: ${this.commandsFor(at.node).join(', ')}`);
       }
       if (name === 'exit' || name === 'quit') return { output: await def.run.call(this, { ...at, args }), ok: true, exit: true };
       return { output: await def.run.call(this, { ...at, args }), ok: true };
@@ -174,6 +175,8 @@ export class Shell {
       if (err instanceof ConfigError) {
         return { output: `error: the change was refused:\n${err.errors.map((i) => `  - ${i.path ? i.path + ': ' : ''}${i.message}`).join('\n')}`, ok: false };
       }
+      // A disc change through set attribute path= that the host's PREVENT refused.
+      if ((err as { code?: unknown }).code === 'EPREVENTED') return { output: `error: ${(err as Error).message}; changemedium ISO force=true changes it anyway`, ok: false };
       return { output: `error: ${(err as Error).message}`, ok: false };
     }
   }
@@ -183,7 +186,7 @@ export class Shell {
   }
 
   commandsFor(n: Node): string[] {
-    return Object.keys(this.commands).filter((c) => c !== 'quit' && (this.commands[c]!.where?.(n) ?? true));
+    return Object.keys(this.commands).filter((c) => c !== 'quit' && (this.commands[c]!.where?.(n, this.cfg) ?? true));
   }
 
   // ------------------------------------------------------------------ completion
@@ -253,12 +256,33 @@ export class Shell {
       }
       case 'create':
         return this.completeCreate(n, args, cur);
+      case 'changemedium': {
+        if (args.length > 0 || cur.startsWith('force')) return ['force=true'];
+        // Start from the directory of the disc in the drive now.
+        const now = cdromOf(this.cfg, n)?.path;
+        const from = cur === '' && now !== undefined ? posix.dirname(now) + '/' : cur;
+        return [...this.completeImage(from), ...(cur === '' ? ['force=true'] : [])];
+      }
+      case 'eject':
+        return ['force=true'];
       case 'saveconfig':
       case 'restoreconfig':
         return [];
       default:
         return [];
     }
+  }
+
+  /** Absolute paths of directories and .iso files on the daemon's side, for an image argument. */
+  private completeImage(word: string): string[] {
+    if (!word.startsWith('/')) return word === '' ? ['/'] : [];
+    const slash = word.lastIndexOf('/');
+    const dir = word.slice(0, slash + 1);
+    const prefix = word.slice(slash + 1);
+    return this.model
+      .listDir(dir)
+      .filter((e) => e.name.startsWith(prefix) && (prefix.startsWith('.') || !e.name.startsWith('.')) && (e.dir || /\.iso$/i.test(e.name)))
+      .map((e) => `${dir}${e.name}${e.dir ? '/' : ''}`);
   }
 
   private completeCreate(n: Node, args: readonly string[], cur: string): string[] {
@@ -269,9 +293,10 @@ export class Shell {
           if (cur.startsWith('/')) return this.cfg.backstores.map((b) => `/backstores/${b.type}/${b.name}`);
           return this.cfg.backstores.map((b) => b.name);
         }
-        return n.kind === 'usb-luns' ? ['cdrom=true', 'readOnly=true'] : ['readOnly=true'];
+        return ['readOnly=true'];
       case 'bs-type':
-        return args.length === 0 ? [] : ['readOnly=', 'blockSize=', 'writeCache=', 'thinProvisioning=', 'removable=', 'vendor=', 'product=', 'revision=', 'serial=', 'size='];
+        if (args.length === 1 && n.type === 'file' && cur.startsWith('/')) return this.completeImage(cur);
+        return args.length === 0 ? [] : ['readOnly=', 'blockSize=', 'writeCache=', 'thinProvisioning=', 'removable=', 'vendor=', 'product=', 'revision=', 'serial=', 'size=', ...(n.type === 'file' ? ['cdrom=true'] : [])];
       case 'acls': {
         // Initiators logged in now that have no ACL yet.
         const t = findTarget(this.cfg, (n as { iqn: string }).iqn, (n as { tpgt: number }).tpgt);
@@ -402,8 +427,10 @@ function createIn(shell: Shell, n: Node, args: readonly string[]): Promise<strin
         rec['size'] = /^\d+$/.test(size) ? Number(size) : size;
       } else {
         const path = kv.get('path') ?? kv.get('file_or_dev') ?? kv.get('dev') ?? positional[1];
-        if (path === undefined) throw new ShellError(`usage: create NAME ${n.type === 'file' ? 'PATH [SIZE]' : 'DEVICE'}`);
-        rec['path'] = path;
+        // A CD-ROM drive may start empty (changemedium puts a disc in later).
+        const emptyDrive = n.type === 'file' && /^(true|yes|on|1)$/i.test(kv.get('cdrom') ?? '');
+        if (path === undefined && !emptyDrive) throw new ShellError(`usage: create NAME ${n.type === 'file' ? 'PATH [SIZE] (a CD-ROM: create NAME [ISO] cdrom=true)' : 'DEVICE'}`);
+        if (path !== undefined) rec['path'] = path;
         const size = kv.get('size') ?? positional[2];
         if (size !== undefined && n.type === 'file') rec['size'] = /^\d+$/.test(size) ? Number(size) : size;
       }
@@ -513,7 +540,7 @@ function createIn(shell: Shell, n: Node, args: readonly string[]): Promise<strin
     }
     case 'usb-luns': {
       const ref = positional[0];
-      if (!ref) throw new ShellError('usage: create BACKSTORE [LUN] [cdrom=true] [readOnly=true]');
+      if (!ref) throw new ShellError('usage: create BACKSTORE [LUN] [readOnly=true]   (a CD-ROM: a backstore created with cdrom=true)');
       const name = ref.includes('/') ? ref.split('/').filter(Boolean).pop() ?? '' : ref;
       const lunText = positional[1] ?? kv.get('lun');
       kv.delete('lun');
@@ -527,7 +554,7 @@ function createIn(shell: Shell, n: Node, args: readonly string[]): Promise<strin
         const l = { lun, backstore: name };
         applyAttrs(l, groupsOf({ kind: 'usb-lun', lun }).find((g) => g.name === 'attribute'), kv);
         u.luns.push(l);
-        return `created USB lun${lun} -> ${name}\nnote: not yet live: the USB fabric is not served by the daemon yet; this is saved for when it is`;
+        return `created USB lun${lun} -> ${name}`;
       });
     }
     case 'sbp2':
@@ -580,8 +607,11 @@ function deleteIn(shell: Shell, n: Node, args: readonly string[]): Promise<strin
       }
       case 'portal': {
         const t = targetOf(d, target);
-        t.portals = effectivePortals(d, t).portals.filter((p) => !(p.address === target.address && p.port === target.port));
-        return `deleted portal ${portalName(target)}`;
+        const list = effectivePortals(d, t).portals;
+        const kept = list.filter((p) => !(p.address === target.address && p.port === target.port));
+        // Not there (the saved view without a --listen override): leave an inherited list alone.
+        if (kept.length !== list.length) t.portals = kept;
+        return `deleted portal ${portalName(target)}\nnote: new connections to it are refused now; sessions logged in through it stay until they log out`;
       }
       case 'usb-lun': {
         const u = usbOf(d);
@@ -592,6 +622,63 @@ function deleteIn(shell: Shell, n: Node, args: readonly string[]): Promise<strin
         throw new ShellError(`'${what}' cannot be deleted`);
     }
   });
+}
+
+// ------------------------------------------------------------------ CD-ROM medium
+
+/** The CD-ROM backstore of a node: itself, or the one a LUN exports. */
+function cdromOf(cfg: LunboxConfig, n: Node): BackstoreConfig | undefined {
+  let name: string | undefined;
+  if (n.kind === 'backstore') name = n.name;
+  else if (n.kind === 'lun') name = findTarget(cfg, n.iqn, n.tpgt)?.luns.find((l) => l.lun === n.lun)?.backstore;
+  else if (n.kind === 'usb-lun') name = usbOf(cfg).luns?.find((l) => l.lun === n.lun)?.backstore;
+  const b = name === undefined ? undefined : cfg.backstores.find((x) => x.name === name);
+  return b?.cdrom === true ? b : undefined;
+}
+
+function cdromsHint(cfg: LunboxConfig): string {
+  const list = cfg.backstores.filter((b) => b.cdrom === true).map((b) => `/backstores/${b.type}/${b.name}`);
+  return list.length
+    ? `it works on a CD-ROM backstore or a LUN that exports one (CD-ROMs: ${list.join(', ')})`
+    : 'there is no CD-ROM here (create one: /backstores/file create NAME ISO cdrom=true)';
+}
+
+async function changeMediumAt(shell: Shell, n: Node, args: readonly string[], ejectOnly: boolean): Promise<string> {
+  const usage = ejectOnly ? 'usage: eject [force=true]' : 'usage: changemedium [ISO] [force=true]   (no ISO: eject)';
+  const { positional, kv } = splitKeyValues(args);
+  const forceText = kv.get('force');
+  kv.delete('force');
+  if (kv.size > 0 || positional.length > (ejectOnly ? 0 : 1)) throw new ShellError(usage);
+  const force = forceText !== undefined && parseValue({ key: 'force', field: 'force', type: 'bool', help: '' }, forceText) === true;
+  const b = cdromOf(shell.cfg, n);
+  if (!b) throw new ShellError(cdromsHint(shell.cfg));
+  const iso = positional[0] ?? null;
+  if (iso !== null && !posix.isAbsolute(iso)) {
+    throw new ShellError(`ISO '${iso}': give an absolute path (the daemon opens it, from its own directory, not yours)`);
+  }
+  const hadDisc = b.path !== undefined;
+  let r: { forced: boolean; live: boolean };
+  try {
+    r = await shell.model.changeMedium(b.name, iso, { force });
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'EPREVENTED') {
+      throw new ShellError(
+        `${b.name}: the host has locked the tray (PREVENT ALLOW MEDIUM REMOVAL; it has the disc mounted or in use) and was sent an eject request. ` +
+          `Unmount or eject it on the host and try again, or add force=true to change the disc anyway`,
+      );
+    }
+    throw err;
+  }
+  const out = [
+    iso !== null
+      ? `medium ${iso} inserted in ${b.name}: initiators get UNIT ATTENTION 06/28/00 (NOT READY TO READY CHANGE), then read the new disc`
+      : hadDisc
+        ? `medium ejected from ${b.name}: the tray is open; initiators get NOT READY 02/3A/02 (MEDIUM NOT PRESENT - TRAY OPEN)`
+        : `${b.name} had no disc; the tray is open`,
+  ];
+  if (r.forced) out.push('note: the host had locked the tray (PREVENT ALLOW MEDIUM REMOVAL): changed anyway (force=true)');
+  if (!r.live) out.push('note: no daemon attached: the change is in this config only (saveconfig to keep it)');
+  return out.join('\n');
 }
 
 // ------------------------------------------------------------------ the command table
@@ -606,9 +693,9 @@ const GLOBAL_HELP = `Commands (help COMMAND for details):
   set GROUP key=value ...   change settings (key= unsets)
   get [GROUP] [key ...]     show settings
   sessions                  iSCSI initiators logged in
-  saveconfig [FILE]         write the config (atomic; keeps FILE.bak)
+  saveconfig [FILE]         write the config (atomic; keeps FILE.bak; not serve --listen)
   restoreconfig [FILE]      load the config file again and apply it
-  changemedium FILE         swap the ISO of a CD-ROM LUN (not yet)
+  changemedium [ISO]        put another disc in a CD-ROM (no ISO: eject); eject
   version, help, exit
 PATH COMMAND runs COMMAND at PATH. Tab completes paths, commands and arguments.
 Changes apply to the running daemon at once; saveconfig keeps them across restarts.`;
@@ -661,7 +748,8 @@ const COMMANDS: Readonly<Record<string, CommandDef>> = {
       '  .../acls            create INITIATOR_IQN [userid=... password=...]',
       '  .../acls/INITIATOR  create MAPPED_LUN [TPG_LUN] [readOnly=true]',
       '  .../portals         create ADDRESS[:PORT]',
-      '  /usb/luns           create BACKSTORE [LUN] [cdrom=true] [readOnly=true]',
+      '  /backstores/file    create NAME [ISO] cdrom=true     a CD-ROM drive (empty without ISO)',
+      '  /usb/luns           create BACKSTORE [LUN] [readOnly=true]',
     ].join('\n'),
     where: isContainer,
     run(c) {
@@ -735,7 +823,9 @@ const COMMANDS: Readonly<Record<string, CommandDef>> = {
   },
   saveconfig: {
     usage: 'saveconfig [FILE]',
-    help: 'Write the running configuration to FILE (default: the daemon\'s config file) atomically; the previous file is kept as FILE.bak.',
+    help:
+      "Write the configuration to FILE (default: the daemon's config file) atomically; the previous file is kept as FILE.bak. " +
+      "It is the config file's own content plus the changes made here: command-line overrides (serve --listen) are not written.",
     async run(c) {
       const file = await this.model.save(c.args[0]);
       return `configuration saved to ${file}`;
@@ -750,10 +840,28 @@ const COMMANDS: Readonly<Record<string, CommandDef>> = {
     },
   },
   changemedium: {
-    usage: 'changemedium FILE',
-    help: 'Swap the ISO image in a CD-ROM LUN. ' + NOT_YET_CDROM,
-    run() {
-      throw new ShellError(NOT_YET_CDROM);
+    usage: 'changemedium [ISO] [force=true]',
+    help: [
+      'Put disc image ISO (an absolute path on the board) in a CD-ROM drive; without ISO, eject the disc.',
+      'Works at a CD-ROM backstore (cdrom=true) or at a LUN that exports one (iSCSI or USB), on the running',
+      'daemon at once: initiators get UNIT ATTENTION 06/28/00 (NOT READY TO READY CHANGE) and read the new',
+      'disc; after an eject they get NOT READY 02/3A/02 (tray open). While a host has locked the tray (PREVENT',
+      'ALLOW MEDIUM REMOVAL, e.g. it has the disc mounted) the change is refused and the host is sent an',
+      'eject request; force=true changes it anyway. The config keeps the new path (saveconfig to keep it).',
+    ].join('\n'),
+    where: (n, cfg) => cdromOf(cfg, n) !== undefined,
+    whyNot: cdromsHint,
+    run(c) {
+      return changeMediumAt(this, c.node, c.args, false);
+    },
+  },
+  eject: {
+    usage: 'eject [force=true]',
+    help: 'Take the disc out of a CD-ROM drive (the same as changemedium with no ISO); see help changemedium.',
+    where: (n, cfg) => cdromOf(cfg, n) !== undefined,
+    whyNot: cdromsHint,
+    run(c) {
+      return changeMediumAt(this, c.node, c.args, true);
     },
   },
   version: { usage: 'version', help: 'The lunbox version.', run() { return `lunbox ${VERSION}`; } },

@@ -10,6 +10,8 @@ test('shell, console, probe', () => {
   assert.equal(parseArgs(['console']), { kind: 'console' });
   assert.equal(parseArgs(['probe']), { kind: 'probe', test: false, lun: 0, readMiB: 64, json: false });
   assert.equal(parseArgs(['probe', '1:7', '--read', '16', '--lun', '1']), { kind: 'probe', device: '1:7', test: true, lun: 1, readMiB: 16, json: false });
+  // --read 0: INQUIRY and READ CAPACITY only, no throughput test.
+  assert.equal(parseArgs(['probe', '--test', '--read', '0']), { kind: 'probe', test: true, lun: 0, readMiB: 0, json: false });
   assert.equal(parseArgs(['shell', '--help']), { kind: 'help', topic: 'shell' });
 });
 

@@ -1,6 +1,7 @@
 // Runtime.apply: live changes seen by a nexus that is already logged in (no sockets: the
 // test drives the TargetPort of the running target like a fabric would).
 import { test } from 'uvu';
+import { connect } from 'node:net';
 import * as assert from 'uvu/assert';
 import type { LunboxConfig } from '../../src/config';
 import { Runtime } from '../../src/runtime';
@@ -110,6 +111,46 @@ test('ACL changes: an initiator losing its ACL sees no LUNs; targets come and go
   } finally {
     await rt.stop();
   }
+});
+
+/** Does a TCP connection to 127.0.0.1:PORT open? */
+function tcp(p: number): Promise<'open' | 'refused'> {
+  return new Promise((resolve, reject) => {
+    const s = connect(p, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve('open');
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNREFUSED' ? resolve('refused') : reject(e)));
+  });
+}
+
+test('portals: one removed by apply stops listening at once, the other keeps serving; one added listens', async () => {
+  const cfg = (ports: number[]): LunboxConfig => ({
+    version: 1,
+    backstores: [{ name: 'a', type: 'ram', size: '1M' }],
+    iscsi: { portals: ports.map((port) => ({ address: '127.0.0.1', port })), targets: [{ iqn: IQN, luns: [{ lun: 0, backstore: 'a' }] }] },
+  });
+  const rt = await Runtime.start(cfg([3420, 3421]), quiet);
+  try {
+    assert.equal([await tcp(3420), await tcp(3421)], ['open', 'open']);
+    const r = await rt.apply(cfg([3420]));
+    assert.equal(r.changes, ['iscsi portal 127.0.0.1:3421 closed (sessions logged in through it stay until they log out)']);
+    assert.equal(r.notes, []);
+    assert.is(await tcp(3421), 'refused');
+    assert.is(await tcp(3420), 'open');
+    assert.equal(rt.portals(), [{ address: '127.0.0.1', port: 3420 }]);
+    // Swapped for another port in one change; the old one may come back later.
+    const r2 = await rt.apply(cfg([3422]));
+    assert.equal(r2.changes, ['iscsi portal 127.0.0.1:3420 closed (sessions logged in through it stay until they log out)', 'iscsi portal 127.0.0.1:3422 listening']);
+    assert.equal([await tcp(3420), await tcp(3422)], ['refused', 'open']);
+    await rt.apply(cfg([3422, 3420]));
+    assert.equal([await tcp(3420), await tcp(3422)], ['open', 'open']);
+    assert.ok(rt.urls()[0]!.startsWith('iscsi://127.0.0.1:3422/'));
+  } finally {
+    await rt.stop();
+  }
+  assert.equal([await tcp(3420), await tcp(3422)], ['refused', 'refused']);
 });
 
 test.run();

@@ -9,6 +9,7 @@ import type { LunboxConfig } from '../../src/config';
 import { ConfigModel } from '../../src/console/model';
 import type { ShellRuntime } from '../../src/console/model';
 import { Shell } from '../../src/console/shell';
+import { withOverrides } from '../../src/cli/main';
 
 const IQN = 'iqn.2026-11.org.lunbox:t1';
 const INI = 'iqn.1993-08.org.debian:01:abc';
@@ -179,7 +180,7 @@ test('cd, pwd, relative paths, PATH COMMAND form, and a cwd deleted under us', a
   assert.ok((await shell.exec('exit')).exit);
 });
 
-test('help on every node; CD-ROM medium change and SBP-2 say "not yet"', async () => {
+test('help on every node; SBP-2 says "not yet"', async () => {
   const { ok, run } = setup();
   await buildTree(ok);
   for (const p of ['/', '/backstores', '/backstores/ram', '/backstores/ram/r0', '/iscsi', `/iscsi/${IQN}`, `/iscsi/${IQN}/tpg1`, `/iscsi/${IQN}/tpg1/luns`, `/iscsi/${IQN}/tpg1/luns/lun0`, `/iscsi/${IQN}/tpg1/acls/${INI}`, `/iscsi/${IQN}/tpg1/acls/${INI}/mapped_lun0`, `/iscsi/${IQN}/tpg1/portals/127.0.0.1:3296`, '/usb', '/usb/gadget', '/usb/luns', '/sbp2']) {
@@ -187,22 +188,182 @@ test('help on every node; CD-ROM medium change and SBP-2 say "not yet"', async (
     assert.match(out, /Commands here: /, p);
   }
   assert.match(await ok('help create'), /usage: create/);
-  const cd = await run(`/iscsi/${IQN}/tpg1/luns/lun0 changemedium /srv/new.iso`);
-  assert.not.ok(cd.ok);
-  assert.match(cd.output, /not yet: CD-ROM/);
   const sbp = await run('/sbp2 create');
   assert.not.ok(sbp.ok);
   assert.match(sbp.output, /not yet/);
 });
 
-test('USB gadget and LUNs are kept in the config (not live yet)', async () => {
+test('USB gadget and LUNs are kept in the config (they take effect at the next start)', async () => {
   const { ok, model } = setup();
   await ok('/backstores/ram create r0 1M');
   await ok('/usb/gadget set attribute vendorId=0x1234 product="My Disk"');
   const out = await ok('/usb/luns create r0 readOnly=true');
-  assert.match(out, /not yet live/);
+  assert.match(out, /^created USB lun0 -> r0$/);
+  assert.match(await ok('/usb help'), /next start/);
   assert.equal(model.config.usb, { gadget: { vendorId: 0x1234, product: 'My Disk' }, luns: [{ lun: 0, backstore: 'r0', readOnly: true }] });
   assert.is(await ok('/usb/gadget get attribute vendorId'), 'vendorId=0x1234');
+});
+
+/** A runtime that also changes discs, refusing like a host PREVENT would until forced. */
+function cdRuntime() {
+  const calls: { name: string; iso: string | null; force: boolean }[] = [];
+  const state = { locked: false };
+  const rt: ShellRuntime = {
+    apply: async () => ({ changes: [], notes: [] }),
+    async changeMedium(name, iso, opts) {
+      const force = opts.force === true;
+      if (state.locked && !force) throw Object.assign(new Error(`${name}: the host prevents medium removal`), { code: 'EPREVENTED' });
+      calls.push({ name, iso, force });
+      return { forced: state.locked && force };
+    },
+  };
+  return { rt, calls, state };
+}
+
+async function cdTree(ok: (l: string) => Promise<string>) {
+  await ok('/backstores/file create cd0 /srv/iso/a.iso cdrom=true');
+  await ok('/backstores/ram create r0 1M');
+  await ok(`/iscsi create ${IQN}`);
+  await ok(`/iscsi/${IQN}/tpg1/luns create cd0`);
+  await ok(`/iscsi/${IQN}/tpg1/luns create r0`);
+  await ok('/usb/luns create cd0');
+}
+
+test('changemedium and eject on a CD-ROM LUN: live through the runtime, the config follows', async () => {
+  const { rt, calls } = cdRuntime();
+  const model = new ConfigModel({ config: { version: 1, backstores: [] }, runtime: rt });
+  const shell = new Shell(model);
+  const ok = async (line: string) => {
+    const r = await shell.exec(line);
+    assert.ok(r.ok, `${line} -> ${r.output}`);
+    return r.output;
+  };
+  await cdTree(ok);
+  assert.equal(model.config.backstores[0], { name: 'cd0', type: 'file', path: '/srv/iso/a.iso', cdrom: true });
+  assert.match(await ok('ls /backstores/file'), /o- cd0 \.+ \[cdrom \/srv\/iso\/a\.iso activated\]/);
+  assert.match(await ok(`ls /iscsi/${IQN}/tpg1/luns`), /o- lun0 \.+ \[file\/cd0 cdrom\]/);
+  // Listed where it applies: the drive, a LUN exporting it; not at a disk LUN.
+  assert.match(await ok(`/iscsi/${IQN}/tpg1/luns/lun0 help`), /Commands here: .*changemedium.*eject/);
+  assert.not.match(await ok(`/iscsi/${IQN}/tpg1/luns/lun1 help`), /Commands here: [^\n]*changemedium/);
+  assert.match(await ok('help changemedium'), /usage: changemedium \[ISO\] \[force=true\][\s\S]*PREVENT/);
+
+  const out = await ok(`/iscsi/${IQN}/tpg1/luns/lun0 changemedium /srv/iso/b.iso`);
+  assert.match(out, /medium \/srv\/iso\/b\.iso inserted in cd0: initiators get UNIT ATTENTION 06\/28\/00/);
+  assert.equal(calls, [{ name: 'cd0', iso: '/srv/iso/b.iso', force: false }]);
+  assert.is(model.config.backstores[0]!.path, '/srv/iso/b.iso');
+  assert.is(model.savedConfig.backstores[0]!.path, '/srv/iso/b.iso', 'saveconfig would keep the new disc');
+  assert.ok(model.dirty);
+
+  // From the USB LUN: eject, and changemedium with no ISO ejects too.
+  const ej = await ok('/usb/luns/lun0 eject');
+  assert.match(ej, /medium ejected from cd0: the tray is open; initiators get NOT READY 02\/3A\/02/);
+  assert.is(model.config.backstores[0]!.path, undefined);
+  assert.match(await ok('/backstores/file/cd0 changemedium'), /cd0 had no disc; the tray is open/);
+  assert.equal(calls.slice(1), [{ name: 'cd0', iso: null, force: false }, { name: 'cd0', iso: null, force: false }]);
+  assert.match(await ok('ls /backstores/file'), /\[cdrom \(no disc\) activated\]/);
+});
+
+test('changemedium: PREVENT refuses unless force=true; bad input gets a clear message', async () => {
+  const { rt, calls, state } = cdRuntime();
+  const model = new ConfigModel({ config: { version: 1, backstores: [] }, runtime: rt });
+  const shell = new Shell(model);
+  const ok = async (line: string) => {
+    const r = await shell.exec(line);
+    assert.ok(r.ok, `${line} -> ${r.output}`);
+    return r.output;
+  };
+  await cdTree(ok);
+  model.dirty = false;
+  state.locked = true;
+  const refused = await shell.exec('/backstores/file/cd0 changemedium /srv/iso/b.iso');
+  assert.not.ok(refused.ok);
+  assert.match(refused.output, /^error: cd0: the host has locked the tray \(PREVENT ALLOW MEDIUM REMOVAL.*eject request.*force=true/);
+  assert.is(model.config.backstores[0]!.path, '/srv/iso/a.iso', 'nothing changed');
+  assert.not.ok(model.dirty);
+  const forced = await ok('/backstores/file/cd0 changemedium /srv/iso/b.iso force=true');
+  assert.match(forced, /inserted in cd0[\s\S]*note: the host had locked the tray .*changed anyway \(force=true\)/);
+  assert.equal(calls, [{ name: 'cd0', iso: '/srv/iso/b.iso', force: true }]);
+
+  const bad = async (line: string, re: RegExp) => {
+    const r = await shell.exec(line);
+    assert.not.ok(r.ok, line);
+    assert.match(r.output, re, line);
+  };
+  await bad('/backstores/file/cd0 changemedium b.iso', /ISO 'b\.iso': give an absolute path/);
+  await bad('/backstores/file/cd0 changemedium /a.iso /b.iso', /usage: changemedium \[ISO\] \[force=true\]/);
+  await bad('/backstores/file/cd0 eject /a.iso', /usage: eject \[force=true\]/);
+  await bad('/backstores/file/cd0 changemedium /a.iso force=maybe', /force=maybe: expected true or false/);
+  await bad('/backstores/file/cd0 changemedium /a.iso colour=red', /usage: changemedium/);
+  await bad('/backstores/ram/r0 changemedium /a.iso', /'changemedium' does not apply at \/backstores\/ram\/r0: it works on a CD-ROM backstore or a LUN that exports one \(CD-ROMs: \/backstores\/file\/cd0\)/);
+  await bad(`/iscsi/${IQN}/tpg1/luns/lun1 eject`, /does not apply .*CD-ROMs: \/backstores\/file\/cd0/);
+  const none = new Shell(new ConfigModel({ config: { version: 1, backstores: [] } }));
+  const r = await none.exec('/ changemedium /a.iso');
+  assert.match(r.output, /there is no CD-ROM here \(create one: \/backstores\/file create NAME ISO cdrom=true\)/);
+  // The same disc change through set attribute path=, refused by the runtime's apply.
+  const viaSet = new Shell(
+    new ConfigModel({
+      config: model.config,
+      runtime: {
+        apply: async () => {
+          throw Object.assign(new Error('cd0: the host prevents medium removal (PREVENT ALLOW MEDIUM REMOVAL); an eject request was sent to it'), { code: 'EPREVENTED' });
+        },
+      },
+    }),
+  );
+  const r3 = await viaSet.exec('/backstores/file/cd0 set attribute path=/srv/iso/c.iso');
+  assert.not.ok(r3.ok);
+  assert.match(r3.output, /^error: cd0: the host prevents medium removal .*; changemedium ISO force=true changes it anyway$/);
+  // A daemon that cannot change discs says so.
+  const old = new Shell(new ConfigModel({ config: model.config, runtime: { apply: async () => ({ changes: [], notes: [] }) } }));
+  const r2 = await old.exec('/backstores/file/cd0 eject');
+  assert.match(r2.output, /cannot change a medium live/);
+});
+
+test('changemedium without a daemon edits the config only; an empty drive is created without an ISO', async () => {
+  const model = new ConfigModel({ config: { version: 1, backstores: [] } });
+  const shell = new Shell(model);
+  assert.ok((await shell.exec('/backstores/file create cd1 cdrom=true')).ok);
+  assert.equal(model.config.backstores, [{ name: 'cd1', type: 'file', cdrom: true }]);
+  const r = await shell.exec('/backstores/file/cd1 changemedium /srv/c.iso');
+  assert.ok(r.ok, r.output);
+  assert.match(r.output, /note: no daemon attached/);
+  assert.is(model.config.backstores[0]!.path, '/srv/c.iso');
+  const disk = await shell.exec('/backstores/file create d1');
+  assert.not.ok(disk.ok);
+  assert.match(disk.output, /usage: create NAME PATH \[SIZE\] \(a CD-ROM: create NAME \[ISO\] cdrom=true\)/);
+});
+
+test('changemedium tab completion: directories and .iso files on the daemon side, force=true', async () => {
+  const dirs: Record<string, { name: string; dir: boolean }[]> = {
+    '/srv/iso/': [{ name: 'a.iso', dir: false }, { name: 'b.ISO', dir: false }, { name: 'notes.txt', dir: false }, { name: 'old', dir: true }, { name: '.hidden', dir: true }],
+    '/': [{ name: 'srv', dir: true }, { name: 'etc', dir: true }],
+  };
+  const { rt } = cdRuntime();
+  const model = new ConfigModel({
+    config: { version: 1, backstores: [] },
+    runtime: rt,
+    listDir: (d) => {
+      const l = dirs[d];
+      if (!l) throw new Error('ENOENT');
+      return l;
+    },
+  });
+  const shell = new Shell(model);
+  for (const l of ['/backstores/file create cd0 /srv/iso/a.iso cdrom=true', '/backstores/ram create r0 1M']) assert.ok((await shell.exec(l)).ok);
+  assert.ok((await shell.exec('cd /backstores/file/cd0')).ok);
+  assert.equal(shell.complete('chan').candidates, ['changemedium']);
+  // No word yet: what is beside the disc in the drive, and the force flag.
+  assert.equal(shell.complete('changemedium ').candidates, ['/srv/iso/a.iso', '/srv/iso/b.ISO', '/srv/iso/old/', 'force=true']);
+  assert.equal(shell.complete('changemedium /srv/iso/').candidates, ['/srv/iso/a.iso', '/srv/iso/b.ISO', '/srv/iso/old/']);
+  assert.equal(shell.complete('changemedium /srv/iso/b'), { start: 13, candidates: ['/srv/iso/b.ISO'] });
+  assert.equal(shell.complete('changemedium /s').candidates, ['/srv/']);
+  assert.equal(shell.complete('changemedium /nowhere/x').candidates, []);
+  assert.equal(shell.complete('changemedium /srv/iso/a.iso ').candidates, ['force=true']);
+  assert.equal(shell.complete('eject ').candidates, ['force=true']);
+  assert.equal(shell.complete('/backstores/file create cd1 /srv/iso/a').candidates, ['/srv/iso/a.iso']);
+  assert.ok(shell.complete('/backstores/file create cd1 /srv/iso/a.iso c').candidates.includes('cdrom=true'));
+  // Not offered where it does not apply.
+  assert.not.ok(shell.complete('/backstores/ram/r0 ').candidates.includes('changemedium'));
 });
 
 test('tab completion: commands, paths, groups, keys, values, backstores, live initiators', async () => {
@@ -250,6 +411,57 @@ test('saveconfig writes atomically with a .bak; restoreconfig applies the file a
     const s = await none.exec('saveconfig');
     assert.not.ok(s.ok);
     assert.match(s.output, /saveconfig FILE/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('saveconfig writes the file\'s own config plus the shell\'s changes, not serve --listen', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lunbox-shell-'));
+  try {
+    const file = join(dir, 'config.json');
+    const fromFile: LunboxConfig = {
+      version: 1,
+      backstores: [{ name: 'r0', type: 'ram', size: '1M' }],
+      iscsi: { portals: [{ address: '127.0.0.1', port: 3402 }], targets: [{ iqn: IQN, luns: [{ lun: 0, backstore: 'r0' }] }] },
+    };
+    const listen = [{ address: '127.0.0.1', port: 3403 }, { address: '127.0.0.1', port: 3404 }];
+    const overlay = (c: LunboxConfig) => withOverrides(c, { listen });
+    const { rt, applied } = fakeRuntime();
+    const model = new ConfigModel({ config: overlay(fromFile), saved: fromFile, overlay, runtime: rt, file, load: async () => structuredClone(fromFile) });
+    const shell = new Shell(model);
+    const ok = async (line: string) => {
+      const r = await shell.exec(line);
+      assert.ok(r.ok, `${line} -> ${r.output}`);
+      return r.output;
+    };
+    const portals = `/iscsi/${IQN}/tpg1/portals`;
+    assert.match(await ok(`ls ${portals}`), /127\.0\.0\.1:3403[\s\S]*127\.0\.0\.1:3404/, 'the shell shows what runs');
+    await ok('/backstores/ram create r1 2M');
+    await ok(`/iscsi/${IQN}/tpg1/luns create r1`);
+    assert.match(await ok(`${portals} delete 127.0.0.1:3404`), /new connections to it are refused now/);
+    await ok(`${portals} create 127.0.0.1:3405`);
+    // Running: the overrides plus the changes.
+    const t = model.config.iscsi!.targets[0]!;
+    assert.equal(t.portals, [{ address: '127.0.0.1', port: 3403 }, { address: '127.0.0.1', port: 3405 }]);
+    assert.equal(applied[applied.length - 1]!.iscsi!.targets[0]!.portals, t.portals);
+    // A portal the file has but --listen hid: live now; the file keeps its own version.
+    const again = await ok(`${portals} create 127.0.0.1:3402`);
+    assert.match(again, /note: saveconfig keeps the file's own version here .*portal 127\.0\.0\.1:3402 exists already/);
+
+    assert.ok((await shell.exec('saveconfig')).ok);
+    const saved = JSON.parse(readFileSync(file, 'utf8')) as LunboxConfig;
+    assert.equal(saved, model.savedConfig);
+    assert.equal(saved.iscsi!.portals, [{ address: '127.0.0.1', port: 3402 }], 'the file\'s own portals');
+    assert.equal(saved.iscsi!.targets[0]!.portals, [{ address: '127.0.0.1', port: 3402 }, { address: '127.0.0.1', port: 3405 }], 'plus the one the shell added');
+    assert.equal(saved.iscsi!.targets[0]!.luns, [{ lun: 0, backstore: 'r0' }, { lun: 1, backstore: 'r1' }]);
+    assert.equal(saved.backstores.map((b) => b.name), ['r0', 'r1']);
+    assert.not.match(readFileSync(file, 'utf8'), /340[34]/, 'no --listen portal in the file');
+    // restoreconfig: the file again, with the overrides in force again.
+    await ok('restoreconfig');
+    assert.equal(model.config.iscsi!.targets[0]!.portals, listen);
+    assert.equal(model.savedConfig.backstores.map((b) => b.name), ['r0']);
+    assert.equal(applied[applied.length - 1]!.iscsi!.portals, listen);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -6,8 +6,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MiniInitiator, senseKey } from './mini-initiator';
 import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BUNDLE, run, startLunbox, tempDir, writeJson } from './helpers';
 import type { Lunbox } from './helpers';
@@ -212,6 +213,162 @@ test('a LUN added live is seen by initiators; a session logged in across the cha
     assert.not.match(gone.stdout, /Lun:1/);
     assert.match(lb.stderr(), /live change: iscsi target .* LUNs 0, 1/);
   } finally {
+    await lb?.stop();
+    cleanup();
+  }
+});
+
+test('changemedium over the control socket: an iSCSI initiator sees 06/28/00 and the new disc; PREVENT refuses unless forced', async () => {
+  const { dir, cleanup } = tempDir('lunbox-cd-');
+  let lb: Lunbox | undefined;
+  let held: MiniInitiator | undefined;
+  const IQN3 = 'iqn.2026-11.org.lunbox:mgmt-cd';
+  try {
+    // Two "discs": A of 16 blocks of 0xaa, B of 40 blocks whose first block names it.
+    const a = join(dir, 'a.iso');
+    const b = join(dir, 'b.iso');
+    writeFileSync(a, Buffer.alloc(2048 * 16, 0xaa));
+    const discB = Buffer.alloc(2048 * 40, 0xbb);
+    discB.write('LUNBOX DISC B', 0, 'latin1');
+    writeFileSync(b, discB);
+    const file = writeJson(join(dir, 'config.json'), {
+      version: 1,
+      backstores: [{ name: 'cd0', type: 'file', path: a, cdrom: true }],
+      iscsi: { portals: [{ address: '127.0.0.1', port: 3401 }], targets: [{ iqn: IQN3, luns: [{ lun: 0, backstore: 'cd0' }] }] },
+    });
+    const sock = join(dir, 'control.sock');
+    lb = await startLunbox(['--config', file, '--control', sock]);
+    const shell = (c: string) => run(process.execPath, [BUNDLE, 'shell', '--control', sock, '-c', c]);
+    const lunPath = `/iscsi/${IQN3}/tpg1/luns/lun0`;
+    const TUR = [0, 0, 0, 0, 0, 0];
+    const CAP = [0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    held = new MiniInitiator('127.0.0.1', 3401, 'iqn.2026-11.org.lunbox:cd-host');
+    await held.login(IQN3);
+    await held.command(TUR); // the power-on unit attention
+    assert.is((await held.command(TUR)).status, 0);
+    let cap = await held.command(CAP, { dataIn: 8 });
+    assert.equal([cap.data.readUInt32BE(0), cap.data.readUInt32BE(4)], [15, 2048], 'disc A: 16 blocks of 2048 bytes');
+
+    // The host locks the tray (PREVENT ALLOW MEDIUM REMOVAL, PREVENT=1): the change is refused.
+    assert.is((await held.command([0x1e, 0, 0, 0, 1, 0])).status, 0);
+    const refused = await shell(`${lunPath} changemedium ${b}`);
+    assert.is(refused.code, 1);
+    assert.match(refused.stdout, /error: cd0: the host has locked the tray \(PREVENT ALLOW MEDIUM REMOVAL.*force=true/);
+    // GET EVENT STATUS NOTIFICATION (media class): the refusal asked the host to eject (MMC-6 §6.7.2.5).
+    const gesn = await held.command([0x4a, 1, 0, 0, 0x10, 0, 0, 0, 8, 0], { dataIn: 8 });
+    assert.is(gesn.data[4]! & 0x0f, 1, 'media event EjectRequest');
+    cap = await held.command(CAP, { dataIn: 8 });
+    assert.is(cap.data.readUInt32BE(0), 15, 'still disc A');
+
+    // Unlocked: the new disc goes in; the held session gets NOT READY TO READY CHANGE, then disc B.
+    assert.is((await held.command([0x1e, 0, 0, 0, 0, 0])).status, 0);
+    const swap = await shell(`${lunPath} changemedium ${b}`);
+    assert.is(swap.code, 0, swap.stdout);
+    assert.match(swap.stdout, /medium .*b\.iso inserted in cd0: initiators get UNIT ATTENTION 06\/28\/00/);
+    const ua = await held.command(TUR);
+    assert.is(ua.status, 0x02, 'CHECK CONDITION');
+    assert.equal(senseKey(ua.sense), { key: 0x06, asc: 0x28, ascq: 0x00 }, 'NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED');
+    assert.is((await held.command(TUR)).status, 0);
+    cap = await held.command(CAP, { dataIn: 8 });
+    assert.equal([cap.data.readUInt32BE(0), cap.data.readUInt32BE(4)], [39, 2048], 'disc B: 40 blocks');
+    const rd = await held.command([0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], { dataIn: 2048 });
+    assert.is(rd.status, 0);
+    assert.is(rd.data.subarray(0, 13).toString('latin1'), 'LUNBOX DISC B');
+    // A new session (libiscsi) sees the drive with the disc in it.
+    const inq = await run('iscsi-inq', [`iscsi://127.0.0.1:3401/${IQN3}/0`]);
+    assert.match(inq.stdout, /Peripheral Device Type:MMC[\s\S]*Removable:1/);
+
+    // Locked again: eject force=true takes the disc out anyway; the host sees an open tray.
+    assert.is((await held.command([0x1e, 0, 0, 0, 1, 0])).status, 0);
+    const ej = await shell(`/backstores/file/cd0 eject force=true`);
+    assert.is(ej.code, 0, ej.stdout);
+    assert.match(ej.stdout, /medium ejected from cd0[\s\S]*note: the host had locked the tray .*force=true/);
+    const out = await held.command(TUR);
+    assert.equal(senseKey(out.sense), { key: 0x02, asc: 0x3a, ascq: 0x02 }, 'MEDIUM NOT PRESENT - TRAY OPEN');
+    assert.match(lb.stderr(), /medium removal was prevented by the host; changed anyway \(force\)/);
+
+    // Disc A back in, saved: the file names it.
+    assert.is((await shell(`${lunPath} changemedium ${a}`)).code, 0);
+    assert.is(senseKey((await held.command(TUR)).sense).asc, 0x28);
+    assert.is((await held.command(CAP, { dataIn: 8 })).data.readUInt32BE(0), 15);
+    assert.is((await shell('saveconfig')).code, 0);
+    assert.is(JSON.parse(readFileSync(file, 'utf8')).backstores[0].path, a);
+    // Bad input: a clear message, exit status 1.
+    const rel = await shell(`${lunPath} changemedium b.iso`);
+    assert.is(rel.code, 1);
+    assert.match(rel.stdout, /give an absolute path/);
+    const missing = await shell(`${lunPath} changemedium ${join(dir, 'nope.iso')}`);
+    assert.is(missing.code, 1);
+    assert.match(missing.stdout, /nope\.iso does not exist/);
+    assert.is((await held.command(TUR)).status, 0, 'a failed change leaves disc A in');
+  } finally {
+    held?.close();
+    await lb?.stop();
+    cleanup();
+  }
+});
+
+/** Does a TCP connection to 127.0.0.1:PORT open? */
+function tcp(p: number): Promise<'open' | 'refused'> {
+  return new Promise((resolve, reject) => {
+    const s = connect(p, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve('open');
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNREFUSED' ? resolve('refused') : reject(e)));
+  });
+}
+
+test('a portal deleted in the shell stops listening at once (sessions stay); saveconfig keeps the file\'s portals, not --listen', async () => {
+  const { dir, cleanup } = tempDir('lunbox-portals-');
+  let lb: Lunbox | undefined;
+  let held: MiniInitiator | undefined;
+  const IQN4 = 'iqn.2026-11.org.lunbox:mgmt-portals';
+  try {
+    const file = writeJson(join(dir, 'config.json'), {
+      version: 1,
+      backstores: [{ name: 'r0', type: 'ram', size: '8M' }],
+      iscsi: { portals: [{ address: '127.0.0.1', port: 3402 }], targets: [{ iqn: IQN4, luns: [{ lun: 0, backstore: 'r0' }] }] },
+    });
+    const sock = join(dir, 'control.sock');
+    lb = await startLunbox(['--config', file, '--listen', '127.0.0.1:3403', '--listen', '127.0.0.1:3404', '--control', sock]);
+    const shell = (c: string) => run(process.execPath, [BUNDLE, 'shell', '--control', sock, '-c', c]);
+    assert.equal([await tcp(3402), await tcp(3403), await tcp(3404)], ['refused', 'open', 'open'], '--listen replaces the file\'s portal');
+    held = new MiniInitiator('127.0.0.1', 3404, 'iqn.2026-11.org.lunbox:portal-host');
+    await held.login(IQN4);
+    await held.command([0, 0, 0, 0, 0, 0]); // the power-on unit attention
+    assert.is((await held.command([0, 0, 0, 0, 0, 0])).status, 0);
+
+    const del = await shell(`/iscsi/${IQN4}/tpg1/portals delete 127.0.0.1:3404`);
+    assert.is(del.code, 0, del.stdout);
+    assert.match(del.stdout, /deleted portal 127\.0\.0\.1:3404/);
+    assert.is(await tcp(3404), 'refused', 'a new connection to the deleted portal is refused');
+    assert.match((await run('iscsi-ls', ['-s', 'iscsi://127.0.0.1:3403'])).stdout, new RegExp(`Target:${IQN4}[\\s\\S]*Lun:0`), 'the other portal still serves');
+    assert.is((await held.command([0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], { dataIn: 512 })).status, 0, 'the session logged in through it keeps working');
+    // SendTargets no longer offers it.
+    const disc = await run('iscsi-ls', ['iscsi://127.0.0.1:3403']);
+    assert.not.match(disc.stdout, /3404/);
+
+    assert.is((await shell(`/iscsi/${IQN4}/tpg1/portals create 127.0.0.1:3405`)).code, 0);
+    assert.is(await tcp(3405), 'open', 'a portal added in the shell listens at once');
+    assert.match((await run('iscsi-ls', ['-s', 'iscsi://127.0.0.1:3405'])).stdout, /Lun:0/);
+    assert.is((await shell('/backstores/ram create r1 4M')).code, 0);
+    assert.is((await shell('saveconfig')).code, 0);
+    const saved = JSON.parse(readFileSync(file, 'utf8'));
+    assert.equal(saved.iscsi.portals, [{ address: '127.0.0.1', port: 3402 }], 'the file\'s own portal, not --listen');
+    assert.equal(saved.iscsi.targets[0].portals, [{ address: '127.0.0.1', port: 3402 }, { address: '127.0.0.1', port: 3405 }], 'plus the shell\'s');
+    assert.equal(saved.backstores.map((b: { name: string }) => b.name), ['r0', 'r1']);
+    assert.not.match(readFileSync(file, 'utf8'), /340[34]/);
+    held.close();
+    held = undefined;
+    assert.is(await lb.stop(), 0);
+
+    // Restarted from the saved file without --listen: the file's portal and the shell's.
+    lb = await startLunbox(['--config', file, '--control', sock]);
+    assert.equal([await tcp(3402), await tcp(3403), await tcp(3405)], ['open', 'refused', 'open']);
+  } finally {
+    held?.close();
     await lb?.stop();
     cleanup();
   }

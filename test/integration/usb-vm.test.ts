@@ -86,7 +86,7 @@ async function runGuest(script: string, label: string): Promise<string> {
   return out;
 }
 
-test('a CD-ROM LUN from an ISO: sr, iso9660, PREVENT, eject and load (QEMU VM, dummy_hcd)', async () => {
+test('a CD-ROM LUN from an ISO: sr, iso9660, PREVENT, eject and load, the disc swapped from the shell (QEMU VM, dummy_hcd)', async () => {
   const missing = await missingPackages();
   if ((await run('sh', ['-c', 'command -v xorriso || command -v genisoimage'])).code !== 0) missing.push('xorriso');
   if (missing.length > 0) {
@@ -101,6 +101,43 @@ test('a CD-ROM LUN from an ISO: sr, iso9660, PREVENT, eject and load (QEMU VM, d
     /PASS: TEST UNIT READY: not ready, medium not present - tray open/,
     /PASS: TEST UNIT READY after load: UNIT ATTENTION 28\/00/,
     /PASS: files identical after eject \+ load/,
+    // The board's shell swaps the disc at run time; the host reads the new one.
+    /PASS: changemedium while the host has the disc mounted: refused/,
+    /PASS: changemedium \/mnt\/store\/b\.iso from the shell/,
+    /PASS: the host sees the new disc's size/,
+    /PASS: the host reads the new disc's files/,
+    /PASS: set attribute path= swaps the disc back/,
+    /PASS: its files are the first disc's/,
+    /PASS: a disk the USB gadget exports keeps its settings until a restart/,
+    /PASS: the host sees an open tray/,
+  ]) {
+    assert.match(out, check);
+  }
+});
+
+// `lunbox probe` on the computer's side: node-usb (libusb) talks Bulk-Only Transport to the
+// gadget with the kernel's usb-storage driver detached meanwhile, and gives the device back.
+test('lunbox probe lists the gadget and talks BOT to it, usb-storage detached and re-attached (QEMU VM, dummy_hcd)', async () => {
+  const missing = await missingPackages();
+  if (missing.length > 0) {
+    assert.unreachable(`the probe VM test cannot run: missing Debian packages ${missing.join(', ')} (apt-get install ${missing.join(' ')})`);
+  }
+  assert.ok(existsSync(join(ROOT, 'node_modules', 'usb', 'package.json')), "the probe needs the optional dependency 'usb' (npm install)");
+  const out = await runGuest('guest-probe.sh', 'guest-probe');
+  for (const check of [
+    /PASS: probe lists it: \d+:\d+ 1d6b:0104, serial, mass storage, serial console/,
+    /PASS: probe --json: one device/,
+    /PASS: probe \d+:\d+ --read 32 --json: exit status 0/,
+    /PASS: usb-storage was detached while probe talked BOT/,
+    /PASS: INQUIRY: LUNBOX FILEIO, type 0 \(disk\), removable/,
+    /PASS: READ CAPACITY: 196608 blocks of 512 bytes; GET MAX LUN: 1/,
+    /PASS: read test: 32 MiB at a plausible rate/,
+    /PASS: usb-storage attached again afterwards/,
+    /PASS: \/dev\/sd[a-z]+ is back/,
+    /PASS: probe --lun 1 --read 0: the CD-ROM/,
+    /PASS: a LUN that does not exist: exit 1/,
+    /PASS: usb-storage attached again after the failed probe/,
+    /PASS: SIGTERM after the probes: exit status 0/,
   ]) {
     assert.match(out, check);
   }
@@ -120,6 +157,8 @@ test('the kernel engine (--usb-engine kernel): the same LUNs served by the kerne
     /PASS: 8 MiB written through \/dev\/sd[a-z]+ read back identical/,
     /PASS: the data is in lunbox's backing file/,
     /PASS: ISO files read back identical/,
+    /PASS: mounted: the shell's changemedium is refused by the kernel's PREVENT/,
+    /PASS: the host reads the new disc's files/,
     /PASS: SIGTERM: gadget removed from configfs/,
   ]) {
     assert.match(out, check);

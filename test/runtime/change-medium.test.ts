@@ -60,4 +60,49 @@ test('changeMedium: insert another ISO, eject, refuse under PREVENT unless force
   }
 });
 
+test('apply: a cdrom whose only change is its path changes the disc (same unit, 28/00, not 3F/0E); PREVENT refuses it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lunbox-cd-'));
+  const a = join(dir, 'a.iso');
+  const b = join(dir, 'b.iso');
+  writeFileSync(a, Buffer.alloc(2048 * 16, 0xaa));
+  writeFileSync(b, Buffer.alloc(2048 * 40, 0xbb));
+  const cfg = (path?: string): LunboxConfig => ({
+    version: 1,
+    backstores: [{ name: 'cd', type: 'file', ...(path !== undefined ? { path } : {}), cdrom: true }],
+    iscsi: { portals: [{ address: '127.0.0.1', port: 0 }], targets: [{ iqn: IQN, luns: [{ lun: 0, backstore: 'cd' }] }] },
+  });
+  const rt = await Runtime.start(cfg(a), quiet);
+  try {
+    const port = rt.targetPort(IQN)!;
+    const unit = rt.unit('cd');
+    const nx = nexus(2);
+    await port.execute(cmd(TUR, { nexus: nx }));
+    const report = await rt.apply(cfg(b));
+    assert.equal(report.changes, [`backstore cd: medium ${b} inserted`]);
+    assert.is(rt.unit('cd'), unit, 'the same logical unit: a disc change, not a new LUN');
+    const r = await port.execute(cmd(TUR, { nexus: nx }));
+    assert.equal([sense(r).key, sense(r).asc], [6, 0x2800], 'NOT READY TO READY CHANGE, not REPORTED LUNS DATA HAS CHANGED');
+    assert.is((await port.execute(cmd(CAP, { nexus: nx }))).dataIn!.readUInt32BE(0), 39);
+    // Locked by the host: the apply is refused and nothing changes.
+    await port.execute(cmd([0x1e, 0, 0, 0, 1, 0], { nexus: nx }));
+    await rt.apply(cfg()).then(
+      () => assert.unreachable('eject under PREVENT'),
+      (e: unknown) => assert.instance(e, MediumRemovalPreventedError),
+    );
+    assert.is(rt.config.backstores[0]!.path, b);
+    assert.is((await port.execute(cmd(CAP, { nexus: nx }))).dataIn!.readUInt32BE(0), 39);
+    // GESN reports the eject request the refusal posted (MMC-6 §6.7.2.5: event 1).
+    const gesn = await port.execute(cmd([0x4a, 1, 0, 0, 0x10, 0, 0, 0, 8, 0], { nexus: nx, dataIn: 8 }));
+    assert.is(gesn.dataIn![4]! & 0x0f, 1, 'EjectRequest');
+    await port.execute(cmd([0x1e, 0, 0, 0, 0, 0], { nexus: nx }));
+    const ej = await rt.apply(cfg());
+    assert.equal(ej.changes, ['backstore cd: medium ejected']);
+    const out = await port.execute(cmd(TUR, { nexus: nx }));
+    assert.equal([sense(out).key, sense(out).asc], [2, 0x3a02], 'MEDIUM NOT PRESENT - TRAY OPEN');
+  } finally {
+    await rt.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test.run();

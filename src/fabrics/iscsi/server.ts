@@ -12,6 +12,14 @@ import { initiatorAllowed, sameName, type IscsiServerOptions, type IscsiTargetDe
 
 export const DEFAULT_ISCSI_PORT = 3260;
 
+/** One listening portal: as asked for (port 0 = ephemeral) and as bound. */
+interface Portal {
+  readonly server: Server;
+  readonly address: string;
+  readonly port: number;
+  readonly bound: { readonly address: string; readonly port: number };
+}
+
 export interface SessionInfo {
   readonly initiator: string;
   readonly isid: string;
@@ -23,8 +31,10 @@ export class IscsiServer implements ConnectionOwner {
   readonly log: Logger;
   readonly discoveryAuth: ChapCredentials | undefined;
   private targets: readonly IscsiTargetDef[] = [];
-  private readonly servers: Server[] = [];
+  private readonly portals = new Set<Portal>();
   private readonly conns = new Set<Connection>();
+  /** The portal each connection came in on (a portal closed live drops its logins in progress). */
+  private readonly via = new Map<Connection, Portal>();
   private readonly byTsih = new Map<number, Session>();
   private nextTsih = 1;
   private closing = false;
@@ -38,19 +48,40 @@ export class IscsiServer implements ConnectionOwner {
   /** Open one portal. Several calls = several portals; port 0 = ephemeral. */
   listen(address: string, port: number = DEFAULT_ISCSI_PORT): Promise<{ address: string; port: number }> {
     return new Promise((resolve, reject) => {
-      const srv = createServer({ noDelay: true }, (sock) => this.accept(sock));
+      let portal: Portal | undefined;
+      const srv = createServer({ noDelay: true }, (sock) => this.accept(sock, portal));
       const onError = (e: Error) => reject(e);
       srv.once('error', onError);
       srv.listen({ host: address === '' ? undefined : address, port }, () => {
         srv.off('error', onError);
         srv.on('error', (e) => this.log('error', `iscsi portal ${address}:${port}: ${e.message}`));
-        this.servers.push(srv);
         const a = srv.address();
         const bound = typeof a === 'object' && a !== null ? { address: a.address, port: a.port } : { address, port };
+        portal = { server: srv, address, port, bound };
+        this.portals.add(portal);
         this.log('info', `iscsi portal listening on ${bound.address}:${bound.port}`);
         resolve(bound);
       });
     });
+  }
+
+  /**
+   * Stop listening on one portal (as given to listen(), or as bound). New connections to it are
+   * refused at once and logins in progress on it are dropped; sessions already logged in
+   * through it carry on until they log out or lose the connection, as LIO does when a network
+   * portal is deleted: an established nexus is not torn down by a configuration change of
+   * where new logins may arrive. Returns false when no such portal is open.
+   */
+  closePortal(address: string, port: number): boolean {
+    const hit = [...this.portals].filter((p) => (p.address === address && p.port === port) || (p.bound.address === address && p.bound.port === port));
+    for (const p of hit) {
+      this.portals.delete(p);
+      // close() unbinds now; its callback would wait for the remaining connections.
+      p.server.close();
+      for (const [c, via] of this.via) if (via === p && c.session === null) c.destroy('portal closed');
+      this.log('info', `iscsi portal ${p.bound.address}:${p.bound.port} closed`);
+    }
+    return hit.length > 0;
   }
 
   /** Replace the target list; sessions already logged in keep theirs, new logins see this one. */
@@ -68,7 +99,7 @@ export class IscsiServer implements ConnectionOwner {
   /** Ask every session to log out (AsyncEvent 1), wait briefly, then close everything. */
   async close(): Promise<void> {
     this.closing = true;
-    const closed = Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    const closed = Promise.all([...this.portals].map((p) => new Promise<void>((r) => p.server.close(() => r()))));
     for (const c of this.conns) c.requestLogout(2);
     const deadline = Date.now() + 2500;
     while (this.conns.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -77,13 +108,14 @@ export class IscsiServer implements ConnectionOwner {
     await closed;
   }
 
-  private accept(sock: Socket): void {
-    if (this.closing) {
+  private accept(sock: Socket, portal: Portal | undefined): void {
+    if (this.closing || (portal !== undefined && !this.portals.has(portal))) {
       sock.destroy();
       return;
     }
     const c = new Connection(sock, this);
     this.conns.add(c);
+    if (portal !== undefined) this.via.set(c, portal);
     this.log('debug', `iscsi connection from ${c.remote}`);
   }
 
@@ -150,6 +182,7 @@ export class IscsiServer implements ConnectionOwner {
 
   connectionClosed(conn: Connection): void {
     this.conns.delete(conn);
+    this.via.delete(conn);
     const s = conn.session;
     if (s === null) return;
     s.connections.delete(conn);

@@ -287,7 +287,7 @@ export class UsbGadget {
     } catch (e) {
       const errno = (e as NodeJS.ErrnoException).code;
       if (errno === 'EBUSY') {
-        throw new GadgetError('MEDIUM_LOCKED', `LUN ${lun}: the host prevents medium removal (use force to eject anyway)`, errno);
+        throw new GadgetError('MEDIUM_LOCKED', `LUN ${lun}: the host prevents medium removal (unmount it on the host, or force=true)`, errno);
       }
       throw new GadgetError('CONFIGFS', `LUN ${lun}: ${file === '' ? 'eject' : `insert ${file}`}: ${(e as Error).message}`, errno);
     }
