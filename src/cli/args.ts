@@ -1,6 +1,7 @@
 // Command-line parsing for `lunbox`: a small explicit parser (no dependency) whose
 // errors name the bad option and what would be valid. Pure functions, unit-tested.
 
+import { planLink } from '../net/ipv4';
 import { MGMT_COMMANDS, parseConfigIo, parseMgmt } from './mgmt-args';
 import type { MgmtCommand } from './mgmt-args';
 
@@ -47,6 +48,10 @@ export interface ServeOptions {
   readonly acm: boolean;
   /** USB serial number string of the gadget. */
   readonly usbSerial?: string;
+  /** A USB network (NCM) beside the disk, with the iSCSI portal on the board's address. */
+  readonly ncm: boolean;
+  /** The board's ADDRESS/PREFIX on that network. */
+  readonly ncmAddress?: string;
 }
 
 export type Command =
@@ -109,7 +114,7 @@ export function parseBackstore(text: string): BackstoreSpec {
   }
 }
 
-const SERVE_FLAGS = ['--config', '--listen', '--backstore', '--cdrom', '--iqn', '--read-only', '--block-size', '--console', '--control', '--state-dir', '--usb', '--udc', '--acm', '--serial', '--verbose', '--quiet', '--help'];
+const SERVE_FLAGS = ['--config', '--listen', '--backstore', '--cdrom', '--iqn', '--read-only', '--block-size', '--console', '--control', '--state-dir', '--usb', '--udc', '--acm', '--ncm', '--ncm-address', '--serial', '--verbose', '--quiet', '--help'];
 
 export function parseArgs(argv: readonly string[]): Command {
   const args = [...argv];
@@ -154,6 +159,8 @@ function parseServe(args: string[]): Command {
   let usb = false;
   let udc: string | undefined;
   let acm = false;
+  let ncm = false;
+  let ncmAddress: string | undefined;
   let usbSerial: string | undefined;
   for (let i = 0; i < args.length; i++) {
     const raw = args[i] ?? '';
@@ -219,6 +226,19 @@ function parseServe(args: string[]): Command {
       case '--acm':
         acm = true;
         break;
+      case '--ncm':
+        ncm = true;
+        usb = true;
+        break;
+      case '--ncm-address': {
+        const v = value();
+        const plan = planLink(v);
+        if (typeof plan === 'string') throw new UsageError(`--ncm-address ${v}: ${plan}`);
+        ncmAddress = v;
+        ncm = true;
+        usb = true;
+        break;
+      }
       case '--serial':
         usbSerial = value();
         break;
@@ -234,8 +254,8 @@ function parseServe(args: string[]): Command {
         throw new UsageError(`unknown option '${raw}' for serve; valid: ${SERVE_FLAGS.join(', ')}`);
     }
   }
-  if (config !== undefined && (backstore || cdrom !== undefined || iqn !== undefined || readOnly || blockSize !== undefined || usb || acm || usbSerial !== undefined)) {
-    throw new UsageError('--config cannot be combined with --backstore/--cdrom/--iqn/--read-only/--block-size/--usb/--udc/--acm/--serial: put those in the config file');
+  if (config !== undefined && (backstore || cdrom !== undefined || iqn !== undefined || readOnly || blockSize !== undefined || usb || acm || ncm || usbSerial !== undefined)) {
+    throw new UsageError('--config cannot be combined with --backstore/--cdrom/--iqn/--read-only/--block-size/--usb/--udc/--acm/--ncm/--ncm-address/--serial: put those in the config file');
   }
   if (!usb && (acm || usbSerial !== undefined)) throw new UsageError('--acm and --serial describe the USB gadget: add --usb');
   return {
@@ -247,6 +267,8 @@ function parseServe(args: string[]): Command {
       quiet,
       usb,
       acm,
+      ncm,
+      ...(ncmAddress !== undefined ? { ncmAddress } : {}),
       ...(udc !== undefined ? { udc } : {}),
       ...(usbSerial !== undefined ? { usbSerial } : {}),
       ...(config !== undefined ? { config } : {}),
