@@ -17,6 +17,7 @@ import type { KernelMscLun } from './fabrics/usb/gadget';
 import type { UsbGadgetOptions } from './fabrics/usb/usb-target';
 import { parseSize } from './backstores/index';
 import { detectHostBoard } from './board/detect';
+import { detectBoardSerial } from './board/serial';
 import type { LunMapEntry, PrStore } from './scsi/index';
 import type { Nexus } from './scsi/types';
 import type { Logger } from './util/log';
@@ -105,8 +106,14 @@ export class Runtime {
     try {
       await rt.openBackstores();
       rt.buildTargets();
-      await rt.listen();
-      await rt.startUsb();
+      // A portal on the USB network's address can only open once the gadget has made usb0.
+      if (config.usb?.gadget?.ncm) {
+        await rt.startUsb();
+        await rt.listen();
+      } else {
+        await rt.listen();
+        await rt.startUsb();
+      }
     } catch (err) {
       await rt.stop().catch(() => undefined);
       throw err;
@@ -234,7 +241,7 @@ export class Runtime {
           const e = err as NodeJS.ErrnoException;
           const why =
             e.code === 'EADDRINUSE' ? 'the address is already in use (another target running? choose another with --listen)'
-            : e.code === 'EADDRNOTAVAIL' ? 'no interface on this machine has that address'
+            : e.code === 'EADDRNOTAVAIL' ? `no interface on this machine has that address${this.usb?.ncm ? ` (the USB network's is ${this.usb.ncm.link.board})` : ''}`
             : e.code === 'EACCES' ? 'permission denied (ports below 1024 need root)'
             : e.message;
           throw new Error(`cannot listen on ${formatHostPort(p.address, p.port)}: ${why}`);
@@ -522,16 +529,25 @@ export class Runtime {
     const g = u.gadget ?? {};
     // 'auto' (or nothing): the board's own UDC when lunbox knows the board, else the first one.
     const udc = g.udc === undefined || g.udc === 'auto' ? detectHostBoard().udc : g.udc;
+    // No serial configured: the board's own (stable per board; it also seeds the NCM MACs).
+    let serial = g.serial;
+    if (serial === undefined) {
+      const id = detectBoardSerial();
+      serial = id.serial;
+      if (serial !== undefined) this.logger.debug(`usb: serial number ${serial} (from the ${id.source})`);
+      else if (g.ncm) this.logger.warn('usb: no board serial found (device tree, EEPROM, /etc/machine-id): NCM MAC addresses come from the host name; set usb.gadget.serial');
+    }
     const gadget: UsbGadgetOptions = {
       ...(g.name !== undefined ? { name: g.name } : {}),
       ...(g.vendorId !== undefined ? { vendorId: g.vendorId } : {}),
       ...(g.productId !== undefined ? { productId: g.productId } : {}),
       ...(g.manufacturer !== undefined ? { manufacturer: g.manufacturer } : {}),
       ...(g.product !== undefined ? { product: g.product } : {}),
-      ...(g.serial !== undefined ? { serial: g.serial } : {}),
+      ...(serial !== undefined ? { serial } : {}),
       ...(udc !== undefined ? { udc } : {}),
       ...(g.acm !== undefined ? { acm: g.acm } : {}),
       ...(g.maxPower !== undefined ? { maxPower: g.maxPower } : {}),
+      ...(g.ncm ? { ncm: g.ncm === true ? {} : g.ncm } : {}),
     };
     if (u.engine === 'kernel') {
       this.usb = new KernelUsbTarget({ gadget, luns: u.luns.map((l) => this.kernelLun(l)), log: this.logger.log });
@@ -576,6 +592,14 @@ export class Runtime {
   /** The UDC the USB gadget is bound to, when USB is on. */
   usbUdc(): string | undefined {
     return this.usb?.udc;
+  }
+
+  /** The USB network link, when the gadget has NCM: interface, addresses, MACs. */
+  usbNetwork(): { ifname: string; board: string; prefix: number; host: string; hostMac: string; deviceMac: string; dhcp: boolean } | undefined {
+    const n = this.usb?.ncm;
+    const ifname = this.usb?.ncmInterface;
+    if (!n || ifname === undefined) return undefined;
+    return { ifname, board: n.link.board, prefix: n.link.prefix, host: n.link.host, hostMac: n.hostMac, deviceMac: n.deviceMac, dhcp: n.dhcp };
   }
 
   /** Clean shutdown: ask initiators to log out, close portals, flush and close every backstore. */

@@ -8,7 +8,10 @@
 #   1. the disk created on first start (one FAT partition labelled LUNBOX) as /dev/sdX, mountable;
 #   2. the ACM port as /dev/ttyACM0 (the shell on it needs the serialport addon, which
 #      make-image does not install yet: lunbox then warns and serves the disk anyway);
-#   3. everything gone after the stop.
+#   3. the USB network: the computer's end (cdc_ncm, moved into its own network namespace)
+#      gets 10.55.0.2 by DHCP and finds the iSCSI target of the default config on 10.55.0.1,
+#      serving the second disk created on first start;
+#   4. everything gone after the stop.
 # Usage: scripts/vm/run-in-vm.sh scripts/vm/guest-firstboot.sh
 set -u
 REPO=$(cd "${VM_SCRIPT_DIR:-$(dirname "$0")}/../.." && pwd)
@@ -26,6 +29,7 @@ finish() {
 }
 
 usb_modules
+modprobe cdc_ncm || echo "modprobe cdc_ncm failed"
 [ -f "$REPO/dist/lunbox.js" ] || { fail "dist/lunbox.js present (npm run build)"; finish; }
 
 # --- install, as make-image does ----------------------------------------------------------
@@ -41,6 +45,7 @@ set -a; . /etc/default/lunbox; set +a
 # --- ExecStartPre: modules, stale gadgets, the disk -------------------------------------------
 check "ExecStartPre: $(unit_line ExecStartPre)" sh -c "$(unit_line ExecStartPre)"
 check "the disk was created on first start" test -s /var/lib/lunbox/disk0.img
+check "the iSCSI disk was created on first start" test -s /var/lib/lunbox/net0.img
 
 # --- ExecStart ----------------------------------------------------------------------------
 $(unit_line ExecStart) >/tmp/firstboot.log 2>&1 &
@@ -59,6 +64,21 @@ else
 fi
 i=0; while [ ! -c /dev/ttyACM0 ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
 check "the ACM console is /dev/ttyACM0 on the computer" test -c /dev/ttyACM0
+
+# --- the USB network and iSCSI on it, as the computer sees them ------------------------------
+HIF=; i=0
+while [ -z "$HIF" ] && [ $i -lt 150 ]; do
+	for n in /sys/class/net/*; do [ "$(basename "$(readlink "$n/device/driver" 2>/dev/null)")" = cdc_ncm ] && HIF=${n##*/}; done
+	i=$((i + 1)); sleep 0.1
+done
+if [ -n "$HIF" ]; then pass "the computer sees a network interface ($HIF, $(cat /sys/class/net/$HIF/address))"; else fail "the computer sees a network interface (cdc_ncm)"; fi
+if [ -n "$HIF" ]; then
+	ip netns add computer && ip link set "$HIF" netns computer && ip netns exec computer ip link set "$HIF" up
+	printf '#!/bin/sh\ncase $1 in bound) ip addr add "$ip/$mask" dev "$interface" ;; esac\n' >/tmp/udhcpc-fb.sh && chmod +x /tmp/udhcpc-fb.sh
+	check "it gets 10.55.0.2 by DHCP" sh -c "ip netns exec computer busybox udhcpc -i $HIF -f -q -n -t 5 -T 2 -s /tmp/udhcpc-fb.sh >/dev/null 2>&1 && ip netns exec computer ip -4 -o addr show dev $HIF | grep -q 'inet 10.55.0.2/30'"
+	URL=iscsi://10.55.0.1:3260/iqn.2026-11.org.lunbox:board/0
+	check "and reaches the iSCSI disk at $URL" sh -c "ip netns exec computer iscsi-inq $URL 2>&1 | grep -q 'Product:iSCSI disk'"
+fi
 check "the service logged no error" sh -c "! grep -q '^<3>' /tmp/firstboot.log"
 sed 's/^/  lunbox: /' /tmp/firstboot.log | grep -iv 'debug' | tail -n 15
 

@@ -100,6 +100,8 @@ interface Prefetch {
   readonly done: Promise<boolean>;
   /** A write or unmap overlapped the range while or after it was read: the data is old. */
   stale: boolean;
+  /** The read has finished (a hit that finds it false had to wait). */
+  settled: boolean;
 }
 
 export class FdBackstore implements Backstore {
@@ -128,7 +130,7 @@ export class FdBackstore implements Backstore {
   private readsInFlight = 0;
   private readSeq = 0;
   /** Counters for tests and the console. */
-  readonly readAheadStats = { issued: 0, hits: 0, stale: 0 };
+  readonly readAheadStats = { issued: 0, hits: 0, stale: 0, waited: 0 };
 
   constructor(parts: FdBackstoreParts) {
     this.kind = parts.kind;
@@ -185,6 +187,7 @@ export class FdBackstore implements Backstore {
   async readOwned(length: number, position: number): Promise<Buffer> {
     const p = this.takePrefetch(length, position);
     if (p !== undefined) {
+      if (!p.settled) this.readAheadStats.waited++;
       if ((await p.done) && !p.stale) {
         this.readAheadStats.hits++;
         this.afterRead(position, length);
@@ -225,9 +228,13 @@ export class FdBackstore implements Backstore {
       () => true,
       () => false,
     );
+    const p: Prefetch = { position: next, length: ahead, buf, done, stale: false, settled: false };
     this.prefetching.add(done);
-    void done.then(() => this.prefetching.delete(done));
-    this.prefetch = { position: next, length: ahead, buf, done, stale: false };
+    void done.then(() => {
+      p.settled = true;
+      this.prefetching.delete(done);
+    });
+    this.prefetch = p;
   }
 
   /** A write or unmap of [position, position+length) makes an overlapping prefetch stale. */

@@ -1,6 +1,7 @@
 // Command-line parsing for `lunbox`: a small explicit parser (no dependency) whose
 // errors name the bad option and what would be valid. Pure functions, unit-tested.
 
+import { planLink } from '../net/ipv4';
 import { MGMT_COMMANDS, parseConfigIo, parseMgmt } from './mgmt-args';
 import type { MgmtCommand } from './mgmt-args';
 
@@ -49,6 +50,10 @@ export interface ServeOptions {
   readonly usbSerial?: string;
   /** Who serves the USB LUNs: lunbox's SCSI core (userspace) or the kernel's mass_storage. */
   readonly usbEngine?: 'userspace' | 'kernel';
+  /** A USB network (NCM) beside the disk, with the iSCSI portal on the board's address. */
+  readonly ncm: boolean;
+  /** The board's ADDRESS/PREFIX on that network. */
+  readonly ncmAddress?: string;
 }
 
 export type Command =
@@ -111,7 +116,7 @@ export function parseBackstore(text: string): BackstoreSpec {
   }
 }
 
-const SERVE_FLAGS = ['--config', '--listen', '--backstore', '--cdrom', '--iqn', '--read-only', '--block-size', '--console', '--control', '--state-dir', '--usb', '--udc', '--acm', '--serial', '--usb-engine', '--verbose', '--quiet', '--help'];
+const SERVE_FLAGS = ['--config', '--listen', '--backstore', '--cdrom', '--iqn', '--read-only', '--block-size', '--console', '--control', '--state-dir', '--usb', '--udc', '--acm', '--ncm', '--ncm-address', '--serial', '--usb-engine', '--verbose', '--quiet', '--help'];
 
 export function parseArgs(argv: readonly string[]): Command {
   const args = [...argv];
@@ -156,6 +161,8 @@ function parseServe(args: string[]): Command {
   let usb = false;
   let udc: string | undefined;
   let acm = false;
+  let ncm = false;
+  let ncmAddress: string | undefined;
   let usbSerial: string | undefined;
   let usbEngine: 'userspace' | 'kernel' | undefined;
   for (let i = 0; i < args.length; i++) {
@@ -222,6 +229,19 @@ function parseServe(args: string[]): Command {
       case '--acm':
         acm = true;
         break;
+      case '--ncm':
+        ncm = true;
+        usb = true;
+        break;
+      case '--ncm-address': {
+        const v = value();
+        const plan = planLink(v);
+        if (typeof plan === 'string') throw new UsageError(`--ncm-address ${v}: ${plan}`);
+        ncmAddress = v;
+        ncm = true;
+        usb = true;
+        break;
+      }
       case '--serial':
         usbSerial = value();
         break;
@@ -243,8 +263,8 @@ function parseServe(args: string[]): Command {
         throw new UsageError(`unknown option '${raw}' for serve; valid: ${SERVE_FLAGS.join(', ')}`);
     }
   }
-  if (config !== undefined && (backstore || cdrom !== undefined || iqn !== undefined || readOnly || blockSize !== undefined || usb || acm || usbSerial !== undefined || usbEngine !== undefined)) {
-    throw new UsageError('--config cannot be combined with --backstore/--cdrom/--iqn/--read-only/--block-size/--usb/--udc/--acm/--serial/--usb-engine: put those in the config file');
+  if (config !== undefined && (backstore || cdrom !== undefined || iqn !== undefined || readOnly || blockSize !== undefined || usb || acm || ncm || usbSerial !== undefined || usbEngine !== undefined)) {
+    throw new UsageError('--config cannot be combined with --backstore/--cdrom/--iqn/--read-only/--block-size/--usb/--udc/--acm/--ncm/--ncm-address/--serial/--usb-engine: put those in the config file');
   }
   if (!usb && (acm || usbSerial !== undefined || usbEngine !== undefined)) throw new UsageError('--acm, --serial and --usb-engine describe the USB gadget: add --usb');
   return {
@@ -256,6 +276,8 @@ function parseServe(args: string[]): Command {
       quiet,
       usb,
       acm,
+      ncm,
+      ...(ncmAddress !== undefined ? { ncmAddress } : {}),
       ...(udc !== undefined ? { udc } : {}),
       ...(usbSerial !== undefined ? { usbSerial } : {}),
       ...(usbEngine !== undefined ? { usbEngine } : {}),

@@ -4,11 +4,15 @@
 import { existsSync } from 'node:fs';
 import { detectHostBoard, resolveLed } from '../board/detect';
 import type { HostPaths } from '../board/detect';
+import { detectBoardSerial } from '../board/serial';
+import type { SERIAL_PATHS } from '../board/serial';
+import { ncmMacs } from '../fabrics/usb/ncm';
 
 export const HELP_BOARD = `Usage: lunbox board [--json]
 
 Prints the board lunbox runs on, found from /proc/device-tree/model, and its facts:
-USB device controller (UDC), serial devices, activity LED, boot fragments, Node.js line.
+USB device controller (UDC), serial devices, activity LED, boot fragments, Node.js line,
+and the default USB serial number with the NCM MAC addresses derived from it.
 An unknown board gets generic defaults (the first UDC in /sys/class/udc, console on ttyGS0).
 LUNBOX_BOARD=<id> forces a board (pi-zero-w, pi-zero-2-w, pi-4, pi-5, beaglebone-black).
 
@@ -19,6 +23,7 @@ export interface BoardCommandIo extends HostPaths {
   readonly err?: (s: string) => void;
   readonly env?: NodeJS.ProcessEnv;
   readonly exists?: (p: string) => boolean;
+  readonly serialPaths?: { readonly [K in keyof typeof SERIAL_PATHS]?: string };
 }
 
 /** Runs `lunbox board ARGS`; returns the exit status (0, or 2 on a usage error). */
@@ -44,10 +49,15 @@ export function boardCommand(argv: readonly string[], io: BoardCommandIo = {}): 
   const exists = io.exists ?? existsSync;
   const b = det.board;
   const led = resolveLed(b, exists) ?? null;
+  const id = detectBoardSerial(io.serialPaths);
+  const macs = id.serial !== undefined ? ncmMacs(id.serial) : undefined;
   if (json) {
     out(
       JSON.stringify(
-        { known: det.known, model: det.model, ...(det.known ? {} : { message: det.message }), udc: det.udc ?? null, udcsPresent: det.udcs, led, board: b },
+        {
+          known: det.known, model: det.model, ...(det.known ? {} : { message: det.message }), udc: det.udc ?? null, udcsPresent: det.udcs, led,
+          usbSerial: id.serial ?? null, usbSerialSource: id.source, ncm: macs ?? null, board: b,
+        },
         null,
         2,
       ) + '\n',
@@ -65,6 +75,8 @@ export function boardCommand(argv: readonly string[], io: BoardCommandIo = {}): 
     `boot:      ${b.boot.configTxt.length > 0 ? `config.txt: ${b.boot.configTxt.join('; ')}; ` : ''}modules: ${b.boot.modules.join(', ')}` +
       `${b.boot.maskUnits.length > 0 ? `; masked: ${b.boot.maskUnits.join(', ')}` : ''}`,
     `node:      ${b.node.line} (${b.node.tarballArch.join(' / ')}), ${b.node.source}`,
+    `serial:    ${id.serial !== undefined ? `${id.serial} (USB serial number when the config sets none; from the ${id.source})` : 'none found (device tree, EEPROM, /etc/machine-id): set usb.gadget.serial'}`,
+    ...(macs ? [`ncm:       board ${macs.deviceMac}, computer ${macs.hostMac} (with that serial)`] : []),
   ];
   out(lines.join('\n') + '\n');
   if (!det.known) err(`lunbox board: ${det.message}\n`);

@@ -4,6 +4,8 @@ import { hostname } from 'node:os';
 import * as nodePath from 'node:path';
 import { configWarnings, loadConfig, redactSecrets, validateConfig } from '../config/index';
 import type { LunboxConfig } from '../config/index';
+import { NcmDefaults } from '../fabrics/usb/ncm';
+import { planLink } from '../net/ipv4';
 import { Runtime } from '../runtime';
 import { createLogger } from '../util/log';
 import { VERSION } from '../version';
@@ -40,6 +42,10 @@ Quick one-LUN export (no config file):
       --udc NAME         the USB device controller (/sys/class/udc) [the board's]
       --acm              add an ACM serial port beside the disk (/dev/ttyGS0 here,
                          /dev/ttyACM0 on the computer)
+      --ncm              add a USB network (CDC NCM): the board takes 10.55.0.1/30 on
+                         usb0, gives the computer 10.55.0.2 by DHCP (no router, no DNS),
+                         and the iSCSI portal listens on 10.55.0.1:3260 (unless --listen)
+      --ncm-address A/N  the board's address on that network [10.55.0.1/30]
       --serial TEXT      USB serial number string
       --usb-engine E     who serves the USB LUNs: 'userspace' (lunbox's SCSI core,
                          default) or 'kernel' (the kernel's mass_storage function:
@@ -95,8 +101,14 @@ export function quickConfig(opts: ServeOptions): LunboxConfig {
   // --cdrom alone exports only the drive; otherwise the disk is LUN 0 and the drive LUN 1.
   const withDisk = opts.backstore !== undefined || opts.cdrom === undefined;
   const spec = opts.backstore ?? { type: 'ram' as const, size: '64M' };
-  // iSCSI on 127.0.0.1:3260 unless this is a USB export without --listen.
-  const listen = opts.listen.length > 0 ? opts.listen : opts.usb ? [] : [{ address: '127.0.0.1', port: 3260 }];
+  // iSCSI on 127.0.0.1:3260 unless this is a USB export without --listen; with NCM, on the
+  // board's address on the cable.
+  const ncmPlan = opts.ncm ? planLink(opts.ncmAddress ?? NcmDefaults.address) : undefined;
+  const listen =
+    opts.listen.length > 0 ? opts.listen
+    : typeof ncmPlan === 'object' ? [{ address: ncmPlan.board, port: 3260 }]
+    : opts.usb ? []
+    : [{ address: '127.0.0.1', port: 3260 }];
   const name = spec.type === 'ram' ? 'ram0' : spec.type === 'file' ? 'file0' : 'block0';
   const luns = [
     ...(withDisk ? [{ lun: 0, backstore: name }] : []),
@@ -131,6 +143,7 @@ export function quickConfig(opts: ServeOptions): LunboxConfig {
           usb: {
             gadget: {
               acm: opts.acm,
+              ...(opts.ncm ? { ncm: opts.ncmAddress !== undefined ? { address: opts.ncmAddress } : true } : {}),
               ...(opts.udc !== undefined ? { udc: opts.udc } : {}),
               ...(opts.usbSerial !== undefined ? { serial: opts.usbSerial } : {}),
             },
@@ -186,6 +199,8 @@ async function serve(opts: ServeOptions): Promise<number> {
   for (const url of rt.urls()) process.stdout.write(url + '\n');
   const udc = rt.usbUdc();
   if (udc !== undefined) process.stdout.write(`usb: ready ${udc}\n`);
+  const net = rt.usbNetwork();
+  if (net) process.stdout.write(`ncm: ready ${net.ifname} ${net.board}/${net.prefix} computer ${net.host} ${net.hostMac}${net.dhcp ? '' : ' (no DHCP)'}\n`);
   logger.info(`ready: ${rt.urls().length} iSCSI LUN(s) on ${rt.portals().map((p) => `${p.address}:${p.port}`).join(', ') || 'no portal'}${udc !== undefined ? `; USB mass storage on ${udc}` : ''}`);
 
   return new Promise<number>((resolve) => {

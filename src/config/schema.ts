@@ -145,6 +145,8 @@ export interface UsbConfig {
     acm?: boolean;
     /** mA drawn from the host, 2..500. */
     maxPower?: number;
+    /** A USB network (CDC NCM) beside the disk: true for the defaults, or the settings. */
+    ncm?: boolean | NcmConfig;
   };
   /**
    * Who serves the LUNs: 'userspace' (default: lunbox's SCSI core over FunctionFS) or 'kernel'
@@ -153,6 +155,20 @@ export interface UsbConfig {
   engine?: 'userspace' | 'kernel';
   /** Up to 16 LUNs (Get Max LUN). */
   luns: { lun: number; backstore: string; readOnly?: boolean }[];
+}
+
+/** The NCM link on the USB cable: the board's address, and DHCP for the computer. */
+export interface NcmConfig {
+  /** The board's ADDRESS/PREFIX on the link; default 10.55.0.1/30 (the computer gets 10.55.0.2). */
+  address?: string;
+  /** Hand the computer its address by DHCP (no router, no DNS); default true. */
+  dhcp?: boolean;
+  /** DHCP lease in seconds, 60..2592000; default 3600. */
+  leaseTime?: number;
+  /** MAC of the board's end (usb0); default derived from the USB serial number (02:...). */
+  deviceMac?: string;
+  /** MAC of the computer's end; default derived from the USB serial number (06:...). */
+  hostMac?: string;
 }
 
 /** The management shell on a serial line (USB ACM gadget port or a UART). */

@@ -6,6 +6,7 @@ import { parseSize } from '../backstores/size';
 import { ConfigError } from './errors';
 import type { ConfigErrorCode, ConfigIssue } from './errors';
 import { iscsiNameProblem } from './iscsi-name';
+import { isPrivateIpv4, macProblem, parseIpv4, parseMac, planLink } from '../net/ipv4';
 import type { BackstoreConfig, IscsiConfig, IscsiTargetConfig, LunboxConfig, Portal } from './schema';
 
 type Obj = Record<string, unknown>;
@@ -18,7 +19,8 @@ const KEYS = {
   iscsi: ['portals', 'discoveryAuth', 'targets', 'alua', 'portGroups'],
   portGroup: ['id', 'state', 'ports', 'preferred'],
   usb: ['gadget', 'engine', 'luns'],
-  usbGadget: ['name', 'vendorId', 'productId', 'manufacturer', 'product', 'serial', 'udc', 'acm', 'maxPower'],
+  usbGadget: ['name', 'vendorId', 'productId', 'manufacturer', 'product', 'serial', 'udc', 'acm', 'maxPower', 'ncm'],
+  ncm: ['address', 'dhcp', 'leaseTime', 'deviceMac', 'hostMac'],
   usbLun: ['lun', 'backstore', 'readOnly'],
   portal: ['address', 'port'],
   chap: ['userid', 'password', 'mutualUserid', 'mutualPassword'],
@@ -482,6 +484,36 @@ function checkPortGroups(c: Checker, o: Obj, ports: ReadonlyMap<number, number>)
   }
 }
 
+/** Longest DHCP lease offered: 30 days (RFC 2131 allows more; a cable link needs no more). */
+export const NCM_MAX_LEASE = 30 * 24 * 3600;
+
+function checkNcm(c: Checker, v: unknown): void {
+  const p = 'usb.gadget.ncm';
+  if (!isObj(v)) {
+    c.add('TYPE', p, `expected true, false or an object with ${KEYS.ncm.join(', ')}; got ${describe(v)}`);
+    return;
+  }
+  const o = c.object(v, p, KEYS.ncm, []);
+  if (!o) return;
+  const address = c.string(o.address, at(p, 'address'), 64);
+  if (address !== undefined) {
+    const plan = planLink(address);
+    if (typeof plan === 'string') c.add('FORMAT', at(p, 'address'), `${plan}; or true for the default 10.55.0.1/30`);
+  }
+  c.bool(o.dhcp, at(p, 'dhcp'));
+  c.int(o.leaseTime, at(p, 'leaseTime'), 60, NCM_MAX_LEASE);
+  const macs: Buffer[] = [];
+  for (const k of ['deviceMac', 'hostMac'] as const) {
+    const s = c.string(o[k], at(p, k), 32);
+    if (s === undefined) continue;
+    const b = parseMac(s);
+    const why = b ? macProblem(b) : `is not a MAC address like 02:12:34:56:78:9a`;
+    if (why || !b) c.add('FORMAT', at(p, k), `${JSON.stringify(s)} ${why}`);
+    else macs.push(b);
+  }
+  if (macs.length === 2 && (macs[0] as Buffer).equals(macs[1] as Buffer)) c.add('FORMAT', at(p, 'hostMac'), 'must differ from deviceMac: they are the two ends of one link');
+}
+
 const USB_ENGINES = ['userspace', 'kernel'] as const;
 
 function checkUsb(c: Checker, v: unknown, backstores: ReadonlySet<string> | undefined, types: ReadonlyMap<string, unknown>): void {
@@ -497,6 +529,7 @@ function checkUsb(c: Checker, v: unknown, backstores: ReadonlySet<string> | unde
       if (typeof g.name === 'string' && !/^[A-Za-z0-9_.-]{1,64}$/.test(g.name)) c.add('FORMAT', 'usb.gadget.name', 'use 1..64 of A-Z a-z 0-9 _ . - (a configfs directory name)');
       c.bool(g.acm, 'usb.gadget.acm');
       c.int(g.maxPower, 'usb.gadget.maxPower', 2, 500);
+      if (g.ncm !== undefined && typeof g.ncm !== 'boolean') checkNcm(c, g.ncm);
     }
   }
   const seen = new Set<number>();
@@ -572,6 +605,13 @@ export function configWarnings(cfg: LunboxConfig): ConfigIssue[] {
       out.push({ code: 'INVALID', path: at(p, 'demoMode'), message: 'demoMode is false and there are no ACLs: no initiator can log in' });
     }
   });
+  const ncm = cfg.usb?.gadget?.ncm;
+  if (typeof ncm === 'object' && ncm.address !== undefined) {
+    const board = parseIpv4(ncm.address.split('/')[0] ?? '');
+    if (board !== undefined && !isPrivateIpv4(board)) {
+      out.push({ code: 'INVALID', path: 'usb.gadget.ncm.address', message: `${ncm.address} is not a private (RFC 1918) address: the computer may already reach that range elsewhere` });
+    }
+  }
   return out;
 }
 

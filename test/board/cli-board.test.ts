@@ -4,6 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { boardCommand } from '../../src/cli/board';
+import { ncmMacs } from '../../src/fabrics/usb/ncm';
 
 function run(argv: string[], model: string | undefined, udcs: string[], env: NodeJS.ProcessEnv = {}): { code: number; out: string; err: string } {
   const dir = mkdtempSync(join(tmpdir(), 'lunbox-cli-board-'));
@@ -71,6 +72,27 @@ test('lunbox board: bad option is a usage error; --help', () => {
   const h = run(['--help'], undefined, []);
   assert.is(h.code, 0);
   assert.match(h.out, 'Usage: lunbox board');
+});
+
+test('lunbox board: the default USB serial and the NCM MACs derived from it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lunbox-cli-serial-'));
+  try {
+    writeFileSync(join(dir, 'serial-number'), '10000000abcdef01\0');
+    mkdirSync(join(dir, 'udc'));
+    let out = '';
+    const io = { modelPath: join(dir, 'none'), udcClass: join(dir, 'udc'), env: {}, exists: () => false, err: () => undefined, serialPaths: { dtSerial: join(dir, 'serial-number'), eeprom: join(dir, 'x'), machineId: join(dir, 'y') } };
+    boardCommand([], { ...io, out: (s) => (out += s) });
+    const serial = /^serial: +([0-9A-F]{16}) \(USB serial number when the config sets none; from the device-tree\)$/m.exec(out)?.[1];
+    assert.ok(serial, out);
+    const macs = ncmMacs(serial as string);
+    assert.match(out, `ncm:       board ${macs.deviceMac}, computer ${macs.hostMac}`);
+    let json = '';
+    boardCommand(['--json'], { ...io, out: (s) => (json += s) });
+    const j = JSON.parse(json) as { usbSerial: string; usbSerialSource: string; ncm: { hostMac: string } };
+    assert.equal([j.usbSerial, j.usbSerialSource, j.ncm.hostMac], [serial, 'device-tree', macs.hostMac]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();

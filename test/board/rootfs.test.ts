@@ -4,7 +4,8 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { validateConfig } from '../../src/config';
+import { configWarnings, validateConfig } from '../../src/config';
+import { planLink } from '../../src/net/ipv4';
 
 const REPO = join(__dirname, '..', '..');
 const ROOTFS = join(REPO, 'rootfs');
@@ -41,17 +42,42 @@ test('unit: after configfs, restarts on failure, tears the gadget down, enabled 
   assert.match(u, /^WantedBy=multi-user\.target$/m);
 });
 
-test('default config: valid, a USB disk on a file with the ACM console beside it', () => {
+test('default config: a USB disk, the ACM console, NCM with iSCSI on the board address of the cable link', () => {
   const raw = JSON.parse(readFileSync(join(ROOTFS, 'etc/lunbox/config.json'), 'utf8')) as Record<string, unknown>;
   const cfg = validateConfig(raw);
+  assert.equal(configWarnings(cfg), []);
   const disk = cfg.backstores[0];
   assert.is(disk?.type, 'file');
   assert.is(disk?.path, '/var/lib/lunbox/disk0.img');
   assert.is(cfg.usb?.luns[0]?.backstore, 'disk0');
   assert.is(cfg.usb?.gadget?.acm, true);
   assert.is(cfg.console?.device, '/dev/ttyGS0');
-  // No NCM function yet: the default config serves no iSCSI portal it could not bind.
-  assert.is(cfg.iscsi, undefined);
+  const ncm = cfg.usb?.gadget?.ncm;
+  assert.equal(ncm, { address: '10.55.0.1/30', dhcp: true });
+  // The portal is the board's own address on the link, nothing wider.
+  assert.equal(cfg.iscsi?.portals, [{ address: '10.55.0.1', port: 3260 }]);
+  const plan = planLink((ncm as { address: string }).address);
+  assert.is(typeof plan === 'object' ? plan.board : plan, '10.55.0.1');
+  // iSCSI serves its own disk, never the USB disk's image: one computer would mount it twice.
+  const served = cfg.iscsi?.targets.flatMap((t) => t.luns.map((l) => l.backstore)) ?? [];
+  assert.equal(served, ['net0']);
+  const net0 = cfg.backstores.find((b) => b.name === 'net0');
+  assert.is(net0?.path, '/var/lib/lunbox/net0.img');
+  // lunbox-prepare creates both images on first boot.
+  const env = readFileSync(join(ROOTFS, 'etc/default/lunbox'), 'utf8');
+  assert.match(env, /^LUNBOX_DISK=\/var\/lib\/lunbox\/disk0\.img$/m);
+  assert.match(env, /^LUNBOX_NET_DISK=\/var\/lib\/lunbox\/net0\.img$/m);
+});
+
+test('network managers keep off usb0: NetworkManager unmanaged, systemd-networkd Unmanaged=yes', () => {
+  const nm = readFileSync(join(ROOTFS, 'etc/NetworkManager/conf.d/lunbox-usb0.conf'), 'utf8');
+  assert.match(nm, /^\[keyfile\]\nunmanaged-devices=interface-name:usb0$/m);
+  const nd = readFileSync(join(ROOTFS, 'etc/systemd/network/60-lunbox-usb0.network'), 'utf8');
+  assert.match(nd, /^\[Match\]\nName=usb0$/m);
+  assert.match(nd, /^\[Link\]\nUnmanaged=yes$/m);
+  // Nothing on the board may run another DHCP server (NetworkManager's "shared" mode) on usb0.
+  assert.not.ok(existsSync(join(ROOTFS, 'etc/NetworkManager/system-connections')));
+  assert.not.match(nd, /DHCPServer/);
 });
 
 test('shell scripts parse, are executable and have --help', () => {
@@ -80,11 +106,22 @@ test('lunbox-prepare: first start creates the disk with one FAT partition; secon
   try {
     mkdirSync(join(dir, 'cfg/usb_gadget'), { recursive: true });
     const disk = join(dir, 'state/disk0.img');
-    const env = { LUNBOX_CONFIGFS: join(dir, 'cfg'), LUNBOX_DISK: disk, LUNBOX_DISK_SIZE: '80M' };
+    const netDisk = join(dir, 'state/net0.img');
+    const env = { LUNBOX_CONFIGFS: join(dir, 'cfg'), LUNBOX_DISK: disk, LUNBOX_DISK_SIZE: '80M', LUNBOX_NET_DISK: netDisk, LUNBOX_NET_DISK_SIZE: '72M' };
     const r = prepare(env);
     assert.is(r.status, 0, r.stderr);
     assert.match(r.stderr, 'creating');
     assert.is(statSync(disk).size, 80 * 1024 * 1024);
+    assert.is(statSync(netDisk).size, 72 * 1024 * 1024);
+    const label = Buffer.alloc(11);
+    const nfd = openSync(netDisk, 'r');
+    readSync(nfd, label, 0, 11, 1024 * 1024 + 0x47); // FAT32 BPB volume label (the FAT16 one is at 0x2b)
+    closeSync(nfd);
+    const label16 = Buffer.alloc(11);
+    const nfd2 = openSync(netDisk, 'r');
+    readSync(nfd2, label16, 0, 11, 1024 * 1024 + 0x2b);
+    closeSync(nfd2);
+    assert.ok([label.toString('latin1'), label16.toString('latin1')].includes('LUNBOX-NET '), `label: ${label.toString('latin1')} / ${label16.toString('latin1')}`);
     const b = Buffer.alloc(512);
     const fd = openSync(disk, 'r');
     readSync(fd, b, 0, 512, 0);

@@ -48,7 +48,7 @@ test('no arguments, --help and help serve', () => {
 });
 
 test('serve with no options is the embedded default', () => {
-  assert.equal(parseArgs(['serve']), { kind: 'serve', opts: { listen: [], readOnly: false, verbose: false, quiet: false, usb: false, acm: false } });
+  assert.equal(parseArgs(['serve']), { kind: 'serve', opts: { listen: [], readOnly: false, verbose: false, quiet: false, usb: false, acm: false, ncm: false } });
 });
 
 test('serve quick flags, both --flag value and --flag=value', () => {
@@ -62,6 +62,7 @@ test('serve quick flags, both --flag value and --flag=value', () => {
       quiet: false,
       usb: false,
       acm: false,
+      ncm: false,
       backstore: { type: 'ram', size: '1G' },
       iqn: 'iqn.2026-11.org.x:y',
       blockSize: 4096,
@@ -81,7 +82,7 @@ test('serve --usb quick export flags', () => {
   const c = parseArgs(['serve', '--usb', '--acm', '--serial', 'LB01', '--udc', 'dummy_udc.0', '-b', 'file:/srv/d.img:1G']);
   assert.equal(c, {
     kind: 'serve',
-    opts: { listen: [], readOnly: false, verbose: false, quiet: false, usb: true, acm: true, udc: 'dummy_udc.0', usbSerial: 'LB01', backstore: { type: 'file', path: '/srv/d.img', size: '1G' } },
+    opts: { listen: [], readOnly: false, verbose: false, quiet: false, usb: true, acm: true, ncm: false, udc: 'dummy_udc.0', usbSerial: 'LB01', backstore: { type: 'file', path: '/srv/d.img', size: '1G' } },
   });
   assert.throws(() => parseArgs(['serve', '--acm']), /add --usb/);
   assert.throws(() => parseArgs(['serve', '--config', 'x.json', '--usb']), /cannot be combined/);
@@ -115,6 +116,27 @@ test('serve --cdrom ISO: LUN 1 beside a disk, LUN 0 alone', () => {
   assert.is(cfg.backstores.length, 1);
   assert.throws(() => parseArgs(['serve', '--cdrom', 'a.iso', '--cdrom', 'b.iso']), /twice/);
   assert.throws(() => parseArgs(['serve', '--config', 'x.json', '--cdrom', 'a.iso']), /cannot be combined/);
+});
+
+test('serve --ncm: USB with a network; the iSCSI portal on the board address unless --listen', () => {
+  const c = parseArgs(['serve', '--ncm', '-b', 'file:/srv/d.img']) as { kind: 'serve'; opts: ServeOptions };
+  assert.equal([c.opts.usb, c.opts.ncm, c.opts.ncmAddress], [true, true, undefined]);
+  const cfg = quickConfig(c.opts);
+  assert.equal(cfg.usb?.gadget?.ncm, true);
+  assert.equal(cfg.iscsi?.portals, [{ address: '10.55.0.1', port: 3260 }]);
+  assert.equal(cfg.iscsi?.targets[0]?.luns, [{ lun: 0, backstore: 'file0' }]);
+  const a = parseArgs(['serve', '--ncm-address', '192.168.7.1/29']) as { kind: 'serve'; opts: ServeOptions };
+  assert.equal([a.opts.usb, a.opts.ncm, a.opts.ncmAddress], [true, true, '192.168.7.1/29']);
+  const acfg = quickConfig(a.opts);
+  assert.equal(acfg.usb?.gadget?.ncm, { address: '192.168.7.1/29' });
+  assert.equal(acfg.iscsi?.portals, [{ address: '192.168.7.1', port: 3260 }]);
+  const l = parseArgs(['serve', '--ncm', '--listen', '0.0.0.0:3261']) as { kind: 'serve'; opts: ServeOptions };
+  assert.equal(quickConfig(l.opts).iscsi?.portals, [{ address: '0.0.0.0', port: 3261 }]);
+  // Without --ncm, --usb alone still serves no iSCSI portal.
+  assert.is(quickConfig((parseArgs(['serve', '--usb']) as { opts: ServeOptions }).opts).iscsi, undefined);
+  assert.throws(() => parseArgs(['serve', '--ncm-address', '10.55.0.1']), /--ncm-address 10\.55\.0\.1: "10\.55\.0\.1" is not ADDRESS\/PREFIX/);
+  assert.throws(() => parseArgs(['serve', '--ncm-address', '10.55.0.1/31']), /\/8\.\.\/30/);
+  assert.throws(() => parseArgs(['serve', '--config', 'x.json', '--ncm']), /cannot be combined/);
 });
 
 test.run();

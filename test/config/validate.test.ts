@@ -366,4 +366,31 @@ test('cdrom: a file backstore with an ISO path, or no path (an empty drive)', ()
   one({ version: 1, backstores: [{ name: 'f', type: 'file' }] }, 'backstores[0].path', 'MISSING', 'needs a path');
 });
 
+test('usb.gadget.ncm: true, false or settings; bad address, lease, MACs each named by path', () => {
+  for (const ncm of [true, false, {}, { address: '192.168.7.1/29', dhcp: false, leaseTime: 600, deviceMac: '02:00:00:00:00:01', hostMac: '06:00:00:00:00:01' }]) {
+    const c: Any = fullExample();
+    c.usb.gadget.ncm = ncm;
+    assert.equal(issuesOf(c), [], JSON.stringify(ncm));
+  }
+  expectIssue((c) => (c.usb.gadget.ncm = 'yes'), 'TYPE', 'usb.gadget.ncm', 'expected true, false or an object with address, dhcp, leaseTime, deviceMac, hostMac');
+  expectIssue((c) => (c.usb.gadget.ncm = { adress: '10.55.0.1/30' }), 'UNKNOWN_KEY', 'usb.gadget.ncm.adress', "did you mean 'address'");
+  expectIssue((c) => (c.usb.gadget.ncm = { address: '10.55.0.1' }), 'FORMAT', 'usb.gadget.ncm.address', 'is not ADDRESS/PREFIX');
+  expectIssue((c) => (c.usb.gadget.ncm = { address: '10.55.0.1/31' }), 'FORMAT', 'usb.gadget.ncm.address', 'must be /8../30');
+  expectIssue((c) => (c.usb.gadget.ncm = { address: '10.55.0.3/30' }), 'FORMAT', 'usb.gadget.ncm.address', 'broadcast address');
+  expectIssue((c) => (c.usb.gadget.ncm = { leaseTime: 10 }), 'RANGE', 'usb.gadget.ncm.leaseTime', '60..2592000');
+  expectIssue((c) => (c.usb.gadget.ncm = { dhcp: 'on' }), 'TYPE', 'usb.gadget.ncm.dhcp', 'true or false');
+  expectIssue((c) => (c.usb.gadget.ncm = { hostMac: '01:00:5e:00:00:01' }), 'FORMAT', 'usb.gadget.ncm.hostMac', 'multicast');
+  expectIssue((c) => (c.usb.gadget.ncm = { deviceMac: '02:00:00:00:00' }), 'FORMAT', 'usb.gadget.ncm.deviceMac', 'not a MAC address');
+  expectIssue((c) => (c.usb.gadget.ncm = { deviceMac: '02:00:00:00:00:01', hostMac: '02-00-00-00-00-01' }), 'FORMAT', 'usb.gadget.ncm.hostMac', 'must differ from deviceMac');
+});
+
+test('usb.gadget.ncm on a public address is valid but warned about', () => {
+  const c: Any = fullExample();
+  c.usb.gadget.ncm = { address: '8.8.8.1/30' };
+  const w = configWarnings(validateConfig(c));
+  assert.ok(w.some((i) => i.path === 'usb.gadget.ncm.address' && /not a private/.test(i.message)), JSON.stringify(w));
+  c.usb.gadget.ncm = true;
+  assert.not.ok(configWarnings(validateConfig(c)).some((i) => i.path.startsWith('usb')));
+});
+
 test.run();

@@ -253,7 +253,7 @@ for (const [boardId, layout, nodeArch] of CASES) {
     assert.equal(e2stat(out, extOff, '/usr/lib/lunbox/lunbox-prepare'), { mode: '0755', uid: '0' });
     assert.equal(e2stat(out, extOff, '/opt/lunbox/node/bin/node'), { mode: '0755', uid: '0' });
     assert.equal(e2stat(out, extOff, '/etc/lunbox/config.json'), { mode: '0644', uid: '0' });
-    assert.equal(e2stat(out, extOff, '/etc/NetworkManager/system-connections/lunbox-usb0.nmconnection'), { mode: '0600', uid: '0' });
+    assert.equal(e2stat(out, extOff, '/etc/NetworkManager/conf.d/lunbox-usb0.conf'), { mode: '0644', uid: '0' });
     const modules = e2cat(out, extOff, '/etc/modules-load.d/lunbox.conf').split('\n').filter((l) => l !== '' && !l.startsWith('#'));
     assert.equal(modules, [...board.boot.modules]);
     const defaults = e2cat(out, extOff, '/etc/default/lunbox');

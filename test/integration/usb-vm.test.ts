@@ -167,7 +167,7 @@ test('the kernel engine (--usb-engine kernel): the same LUNs served by the kerne
 
 // The board's first boot apart from the CPU: rootfs/ and the bundle installed as make-image
 // installs them, lunbox.service's own lines run in systemd's order, the default config.
-test('first boot: the rootfs service with the default config gives the computer a disk and an ACM port (QEMU VM)', async () => {
+test('first boot: the rootfs service with the default config gives the computer a disk, an ACM port and iSCSI on the USB network (QEMU VM)', async () => {
   const missing = await missingPackages();
   if (missing.length > 0) {
     assert.unreachable(`the first-boot VM test cannot run: missing Debian packages ${missing.join(', ')} (apt-get install ${missing.join(' ')})`);
@@ -179,8 +179,47 @@ test('first boot: the rootfs service with the default config gives the computer 
     /PASS: the computer sees the disk as \/dev\/sd[a-z]+/,
     /PASS: its partition is FAT labelled LUNBOX/,
     /PASS: the ACM console is \/dev\/ttyACM0 on the computer/,
+    /PASS: the iSCSI disk was created on first start/,
+    /PASS: the computer sees a network interface/,
+    /PASS: it gets 10\.55\.0\.2 by DHCP/,
+    /PASS: and reaches the iSCSI disk at iscsi:\/\/10\.55\.0\.1:3260\/iqn\.2026-11\.org\.lunbox:board\/0/,
     /PASS: SIGTERM: lunbox exits 0/,
     /PASS: the gadget is gone from configfs/,
+  ]) {
+    assert.match(out, check);
+  }
+});
+
+// The USB network beside the disk: NCM on dummy_hcd, the computer's end (cdc_ncm) in its own
+// network namespace, its address from lunbox's DHCP server (busybox udhcpc), iSCSI over it.
+test('NCM: the computer gets an address by DHCP on the cable and reaches the iSCSI portal there (QEMU VM)', async () => {
+  const missing = await missingPackages();
+  for (const [cmd, pkg] of [['iscsi-ls', 'libiscsi-bin'], ['qemu-img', 'qemu-utils'], ['ip', 'iproute2']] as const) {
+    if ((await run('sh', ['-c', `command -v ${cmd}`])).code !== 0) missing.push(pkg);
+  }
+  if (missing.length > 0) {
+    assert.unreachable(`the NCM VM test cannot run: missing Debian packages ${missing.join(', ')} (apt-get install ${missing.join(' ')})`);
+  }
+  const out = await runGuest('guest-ncm.sh', 'guest-ncm');
+  for (const check of [
+    /PASS: board usb0 is up with 10\.55\.0\.1\/30/,
+    /PASS: permanent neighbour entry 10\.55\.0\.2/,
+    /PASS: device class EF\/02\/01 \(IAD\), bcdDevice 0x0101/,
+    /PASS: Extended Compat ID: WINNCM on the NCM interface \(\d+\)/,
+    /PASS: the computer's interface has host_addr 06:/,
+    /PASS: lease: 10\.55\.0\.2, mask 255\.255\.255\.252, 3600 s, server 10\.55\.0\.1/,
+    /PASS: no router and no DNS given/,
+    /PASS: udhcpc -B \(BROADCAST flag/,
+    /PASS: no packet left the board's other interface during either exchange/,
+    /PASS: RENEWING \(unicast REQUEST, ciaddr 10\.55\.0\.2\) → ACK/,
+    /PASS: INIT-REBOOT for another network's address → NAK/,
+    /PASS: a DHCP client on the board's other network \(another MAC\) gets no answer/,
+    /PASS: even a DISCOVER there spoofing the computer's MAC gets no reply on that network/,
+    /PASS: the iSCSI portal listens on 10\.55\.0\.1:3260 only/,
+    /PASS: iscsi-ls from 'host' discovers/,
+    /PASS: qemu-img reads the 32 MiB LUN over iSCSI identical/,
+    /PASS: with the same MAC 06:/,
+    /PASS: SIGTERM: the computer's interface is gone/,
   ]) {
     assert.match(out, check);
   }

@@ -1,6 +1,6 @@
 // A libcomposite gadget in configfs: one FunctionFS function (the BOT daemon) — or, for the
-// kernel engine, the kernel's mass_storage function — and an ACM serial console, behind a
-// small filesystem interface so it can be tested against a fake tree.
+// kernel engine, the kernel's mass_storage function — an ACM serial console and an NCM network
+// function, behind a small filesystem interface so it can be tested against a fake tree.
 //
 // Layout (Documentation/usb/gadget_configfs.rst, ABI/testing/configfs-usb-gadget):
 //   /sys/kernel/config/usb_gadget/<name>/
@@ -10,13 +10,29 @@
 //     configs/c.1/strings/0x409/configuration
 //     configs/c.1/<function> -> functions/<function>     symlink binds a function into c.1
 //     functions/ffs.<instance>  functions/acm.usb0       mkdir loads usb_f_<type>
+//     functions/ncm.usb0/{dev_addr,host_addr,ifname}     MACs: written before the link (EBUSY after)
+//     functions/ncm.usb0/os_desc/interface.ncm/compatible_id
+//     os_desc/{use,b_vendor_code,qw_sign}, os_desc/c.1 -> configs/c.1
 //   /sys/class/udc/<udc>                                 write a name to UDC to bind, "\n" to unbind
 // Order for FunctionFS: create → mount -t functionfs <instance> → write descriptors to ep0 →
 // bind (binding earlier fails with ENODEV). Teardown is the reverse: unbind, close the ep files
 // and umount, then destroy (unlink, rmdir config strings, configs, functions, strings, gadget).
+//
+// What hosts need from a composite of mass storage + ACM + NCM:
+// - ACM and NCM have two interfaces each, grouped by an Interface Association Descriptor (the
+//   kernel functions emit it). Windows groups interfaces by IAD only when the device descriptor
+//   says EF/02/01 (Miscellaneous / Common / IAD; Microsoft's "USB Interface Association
+//   Descriptor" page): so any gadget with ACM or NCM gets those class codes.
+// - Windows 10 (2004+) and 11 load their NCM driver (UsbNcm.sys) for a composite function only
+//   through a Microsoft OS 1.0 descriptor with compatible ID "WINNCM" (kernel commit "usb:
+//   gadget: f_ncm: Add OS descriptor support"): os_desc is turned on with vendor code 0xcd and
+//   signature MSFT100. Windows remembers per VID:PID:bcdDevice whether a device has OS
+//   descriptors, so a gadget with them defaults to bcdDevice 0x0101, not 0x0100.
+// - macOS and Linux bind their CDC NCM drivers by class (02/0d); they need nothing else.
 
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { macProblem, parseMac } from '../../net/ipv4';
 
 /** The filesystem operations the gadget needs; configfs gives them its own meaning. */
 export interface ConfigFs {
@@ -91,7 +107,27 @@ export const GadgetDefaults = {
   configuration: 'lunbox',
   ffsInstance: 'lunbox',
   acmInstance: 'usb0',
+  ncmInstance: 'usb0',
+  /** bcdDevice of a gadget with Microsoft OS descriptors (see the top of this file). */
+  bcdDeviceOsDesc: 0x0101,
+  /** Microsoft OS 1.0: the vendor request code and the signature of string 0xEE. */
+  osDescVendorCode: 0xcd,
+  osDescSignature: 'MSFT100',
+  ncmCompatibleId: 'WINNCM',
 } as const;
+
+/** USB-IF class codes for a device with Interface Association Descriptors (IAD ECN). */
+export const IadDeviceClass = { bDeviceClass: 0xef, bDeviceSubClass: 0x02, bDeviceProtocol: 0x01 } as const;
+
+/** An NCM network function: the MAC addresses of both ends. */
+export interface NcmFunctionSpec {
+  /** functions/ncm.<instance> [usb0]. */
+  readonly instance?: string;
+  /** The board's end (configfs dev_addr), aa:bb:cc:dd:ee:ff. */
+  readonly devAddr: string;
+  /** The computer's end (configfs host_addr). */
+  readonly hostAddr: string;
+}
 
 /** USB LANGID for English (United States), the only language written. */
 export const LANG = '0x409';
@@ -115,6 +151,8 @@ export interface GadgetSpec {
   readonly ffsInstance?: string;
   /** functions/acm.<instance> for the serial console; false for none. */
   readonly acmInstance?: string | false;
+  /** An NCM network function (with Microsoft OS descriptors for Windows). */
+  readonly ncm?: NcmFunctionSpec;
   /** UDC to bind to; default the first in /sys/class/udc. */
   readonly udc?: string;
   /**
@@ -155,7 +193,7 @@ function checkSpec(s: GadgetSpec): void {
   const bad = (field: string, why: string): never => {
     throw new GadgetError('BAD_SPEC', `gadget ${field}: ${why}`);
   };
-  for (const [f, v] of [['name', s.name], ['ffsInstance', s.ffsInstance], ['acmInstance', s.acmInstance], ['udc', s.udc]] as const) {
+  for (const [f, v] of [['name', s.name], ['ffsInstance', s.ffsInstance], ['acmInstance', s.acmInstance], ['ncm.instance', s.ncm?.instance], ['udc', s.udc]] as const) {
     if (typeof v === 'string' && (!NAME_RE.test(v) || v === '.' || v === '..')) bad(f, `${JSON.stringify(v)} must be a plain name ([A-Za-z0-9_.-])`);
   }
   for (const f of ['idVendor', 'idProduct', 'bcdDevice', 'bcdUSB'] as const) {
@@ -174,9 +212,19 @@ function checkSpec(s: GadgetSpec): void {
     // USB string descriptors hold at most 126 UTF-16 units; configfs refuses newlines poorly.
     if (v !== undefined && (v.length > 126 || /[\n\0]/.test(v))) bad(f, 'must be at most 126 characters without newline or NUL');
   }
+  if (s.ncm) {
+    const dev = parseMac(s.ncm.devAddr);
+    const host = parseMac(s.ncm.hostAddr);
+    for (const [f, v, b] of [['ncm.devAddr', s.ncm.devAddr, dev], ['ncm.hostAddr', s.ncm.hostAddr, host]] as const) {
+      if (!b) bad(f, `${JSON.stringify(v)} is not a MAC address like 02:12:34:56:78:9a`);
+      const why = macProblem(b as Buffer);
+      if (why) bad(f, `${v} ${why}`);
+    }
+    if (dev && host && dev.equals(host)) bad('ncm.hostAddr', 'must differ from ncm.devAddr (the two ends of one link)');
+  }
 }
 
-/** A configfs gadget with a FunctionFS function and an optional ACM console. */
+/** A configfs gadget with a FunctionFS function, an optional ACM console and an optional NCM link. */
 export class UsbGadget {
   readonly spec: GadgetSpec;
   readonly dir: string;
@@ -199,7 +247,19 @@ export class UsbGadget {
     const f = [ms ? `mass_storage.${ms.instance}` : `ffs.${this.spec.ffsInstance ?? GadgetDefaults.ffsInstance}`];
     const acm = this.spec.acmInstance ?? GadgetDefaults.acmInstance;
     if (acm !== false) f.push(`acm.${acm}`);
+    // Last, so the interface numbers of the disk and the console stay what they were without it.
+    if (this.spec.ncm) f.push(this.ncmFunction as string);
     return f;
+  }
+
+  /** functions/ncm.<instance>, when the gadget has NCM. */
+  get ncmFunction(): string | undefined {
+    return this.spec.ncm ? `ncm.${this.spec.ncm.instance ?? GadgetDefaults.ncmInstance}` : undefined;
+  }
+
+  /** Functions with an Interface Association Descriptor (two interfaces each). */
+  private get hasIad(): boolean {
+    return this.functions.some((f) => f.startsWith('acm.') || f.startsWith('ncm.'));
   }
 
   /** The FunctionFS instance name to mount (`mount -t functionfs <name> <dir>`). */
@@ -236,8 +296,13 @@ export class UsbGadget {
     const attr = (rel: string, v: string): Promise<void> => this.op(`write ${rel}`, () => fs.writeAttr(this.p(rel), v));
     await attr('idVendor', hex4(s.idVendor ?? GadgetDefaults.idVendor));
     await attr('idProduct', hex4(s.idProduct ?? GadgetDefaults.idProduct));
-    await attr('bcdDevice', hex4(s.bcdDevice ?? GadgetDefaults.bcdDevice));
+    await attr('bcdDevice', hex4(s.bcdDevice ?? (s.ncm ? GadgetDefaults.bcdDeviceOsDesc : GadgetDefaults.bcdDevice)));
     await attr('bcdUSB', hex4(s.bcdUSB ?? GadgetDefaults.bcdUSB));
+    if (this.hasIad) {
+      await attr('bDeviceClass', hex2(IadDeviceClass.bDeviceClass));
+      await attr('bDeviceSubClass', hex2(IadDeviceClass.bDeviceSubClass));
+      await attr('bDeviceProtocol', hex2(IadDeviceClass.bDeviceProtocol));
+    }
     await this.op('mkdir strings', () => fs.mkdir(this.p('strings', LANG)));
     await attr(`strings/${LANG}/manufacturer`, s.manufacturer ?? GadgetDefaults.manufacturer);
     await attr(`strings/${LANG}/product`, s.product ?? GadgetDefaults.product);
@@ -250,8 +315,30 @@ export class UsbGadget {
     for (const f of this.functions) {
       await this.op(`mkdir functions/${f}`, () => fs.mkdir(this.p('functions', f)));
       if (f.startsWith('mass_storage.') && s.massStorage) await this.massStorageLuns(f, s.massStorage.luns);
+      if (f === this.ncmFunction && s.ncm) {
+        // f_ncm reads host_addr into the iMACAddress string when the function is linked, and
+        // refuses MAC writes (EBUSY) from then on.
+        await attr(`functions/${f}/dev_addr`, s.ncm.devAddr.toLowerCase());
+        await attr(`functions/${f}/host_addr`, s.ncm.hostAddr.toLowerCase());
+        await attr(`functions/${f}/os_desc/interface.ncm/compatible_id`, GadgetDefaults.ncmCompatibleId);
+      }
       await this.op(`link ${f}`, () => fs.symlink(this.p('functions', f), this.p('configs', CONFIG, f)));
     }
+    if (s.ncm) {
+      await attr('os_desc/use', '1');
+      await attr('os_desc/b_vendor_code', hex2(GadgetDefaults.osDescVendorCode));
+      await attr('os_desc/qw_sign', GadgetDefaults.osDescSignature);
+      await this.op('link os_desc', () => fs.symlink(this.p('configs', CONFIG), this.p('os_desc', CONFIG)));
+    }
+  }
+
+  /** The network interface of the NCM function (`ifname`: usb0, ...), known once bound. */
+  async ncmIfname(): Promise<string | undefined> {
+    const f = this.ncmFunction;
+    if (!f) return undefined;
+    const v = (await this.fs.readAttr(this.p('functions', f, 'ifname')).catch(() => '')).trim();
+    // Unbound, u_ether shows the name pattern ("usb%d") or "(unnamed net_device)".
+    return /^[A-Za-z0-9_.-]+$/.test(v) && !v.includes('%') ? v : undefined;
   }
 
   /**

@@ -20,8 +20,14 @@ import * as path from 'node:path';
 import type { LogFn } from '../../util/log';
 import { GadgetDefaults, GadgetError, UsbGadget, nodeConfigFs } from './gadget';
 import type { ConfigFs, GadgetSpec, KernelMscLun } from './gadget';
+import { hostname } from 'node:os';
 import { UsbTargetError } from './usb-target';
 import type { UsbGadgetOptions } from './usb-target';
+import { NcmError, planNcm, startNcmLink } from './ncm';
+import type { DhcpLike, NcmLink, NcmPlan } from './ncm';
+import { IpToolError, nodeIpTool } from '../../net/ip-tool';
+import type { IpTool } from '../../net/ip-tool';
+import type { DhcpServerOptions } from '../../net/dhcp-server';
 
 export interface KernelUsbOptions {
   readonly gadget: UsbGadgetOptions;
@@ -33,6 +39,10 @@ export interface KernelUsbOptions {
   readonly udcClass?: string;
   /** Skip the root/modprobe preflight (tests). */
   readonly preflight?: boolean;
+  readonly ipTool?: IpTool;
+  readonly createDhcp?: (o: DhcpServerOptions) => DhcpLike;
+  readonly ncmPollMs?: number;
+  readonly ncmWaitMs?: number;
 }
 
 function modprobe(mod: string): Promise<boolean> {
@@ -46,6 +56,10 @@ export class KernelUsbTarget {
   private readonly configfsRoot: string;
   private udc_: string | undefined;
   private started = false;
+  private ncmLink: NcmLink | undefined;
+  private ifname_: string | undefined;
+  /** The NCM link's addresses and MACs, when the gadget has NCM (as with the userspace engine). */
+  readonly ncm: NcmPlan | undefined;
 
   constructor(opts: KernelUsbOptions) {
     this.opts = opts;
@@ -62,9 +76,11 @@ export class KernelUsbTarget {
     if (!seen.has(0)) throw new UsbTargetError('BAD_LUNS', 'usb: the kernel mass_storage function always has LUN 0: configure it');
     const g = opts.gadget;
     const name = g.name ?? 'lunbox';
+    this.ncm = g.ncm ? planNcm(g.ncm, g.serial ?? hostname()) : undefined;
     const spec: GadgetSpec = {
       name,
       massStorage: { instance: name, luns: opts.luns },
+      ...(this.ncm ? { ncm: { devAddr: this.ncm.deviceMac, hostAddr: this.ncm.hostMac } } : {}),
       acmInstance: g.acm === true ? GadgetDefaults.acmInstance : false,
       ...(g.vendorId !== undefined ? { idVendor: g.vendorId } : {}),
       ...(g.productId !== undefined ? { idProduct: g.productId } : {}),
@@ -79,6 +95,11 @@ export class KernelUsbTarget {
 
   get udc(): string | undefined {
     return this.udc_;
+  }
+
+  /** The board's NCM interface (usb0, ...), once started. */
+  get ncmInterface(): string | undefined {
+    return this.ifname_;
   }
 
   private async preflight(): Promise<void> {
@@ -111,6 +132,10 @@ export class KernelUsbTarget {
       if (e.code === 'UDC_BUSY') return new UsbTargetError('UDC_BUSY', msg, e);
       if (e.code === 'NO_CONFIGFS') return new UsbTargetError('NO_CONFIGFS', `${msg} (modprobe libcomposite)`, e);
     }
+    if (e instanceof GadgetError && e.code === 'CONFIGFS' && e.errno === 'ENOENT' && /functions\/ncm\./.test(msg)) {
+      return new UsbTargetError('NO_NCM', `${msg}: the kernel has no NCM gadget function (modprobe usb_f_ncm; CONFIG_USB_CONFIGFS_NCM), or set usb.gadget.ncm to false`, e);
+    }
+    if (e instanceof NcmError || e instanceof IpToolError) return new UsbTargetError('NCM_FAILED', `USB network (NCM): ${msg}`, e);
     if ((e as { errno?: unknown }).errno === 'EACCES' || (e as { errno?: unknown }).errno === 'EPERM') {
       return new UsbTargetError('NOT_ROOT', `USB gadget setup needs root: ${msg}`, e);
     }
@@ -125,10 +150,24 @@ export class KernelUsbTarget {
       const udc = await this.gadget.chooseUdc();
       await this.gadget.create(); // destroys a leftover gadget of the same name first
       this.udc_ = await this.gadget.bind(udc);
+      if (this.ncm) {
+        const { ifname, link } = await startNcmLink(this.gadget, this.ncm, {
+          ip: this.opts.ipTool ?? nodeIpTool(),
+          log: this.log,
+          ...(this.opts.createDhcp ? { createDhcp: this.opts.createDhcp } : {}),
+          ...(this.opts.ncmPollMs !== undefined ? { pollMs: this.opts.ncmPollMs } : {}),
+          ...(this.opts.ncmWaitMs !== undefined ? { waitMs: this.opts.ncmWaitMs } : {}),
+        });
+        this.ifname_ = ifname;
+        this.ncmLink = link;
+      }
       this.started = true;
       const luns = [...this.opts.luns].sort((a, b) => a.lun - b.lun).map((l) => `${l.lun}:${l.cdrom ? 'cdrom' : 'disk'}${l.readOnly ? ' ro' : ''}`);
-      this.log('info', `usb: gadget ${this.gadget.spec.name} bound to ${udc} (kernel mass_storage: LUN ${luns.join(', ')})${this.gadget.functions.length > 1 ? ', ACM console' : ''}`);
+      const extras = [this.gadget.spec.acmInstance !== false ? ', ACM console' : '', this.ifname_ ? `, NCM network ${this.ifname_}` : ''].join('');
+      this.log('info', `usb: gadget ${this.gadget.spec.name} bound to ${udc} (kernel mass_storage: LUN ${luns.join(', ')})${extras}`);
     } catch (e) {
+      await this.ncmLink?.stop().catch(() => undefined);
+      this.ncmLink = undefined;
       await this.gadget.destroy().catch(() => undefined);
       this.udc_ = undefined;
       throw this.fail(e);
@@ -155,6 +194,9 @@ export class KernelUsbTarget {
   async stop(): Promise<void> {
     if (!this.started) return;
     this.started = false;
+    await this.ncmLink?.stop().catch((e: Error) => this.log('warn', `usb: stopping the NCM link: ${e.message}`));
+    this.ncmLink = undefined;
+    this.ifname_ = undefined;
     await this.gadget.destroy();
     this.udc_ = undefined;
     this.log('info', `usb: gadget ${this.gadget.spec.name} removed`);

@@ -1,16 +1,20 @@
 // A USB mass-storage target: a configfs gadget with one FunctionFS function running the
-// Bulk-Only Transport over the SCSI core (plus an optional ACM serial console).
+// Bulk-Only Transport over the SCSI core (plus an optional ACM serial console and an optional
+// NCM network link).
 //
 // start(): preflight (root, configfs, UDC) → remove leftovers of a crashed run (unbind,
 //   umount, rmdir) → create the gadget → mount FunctionFS → descriptors + strings to ep0 →
 //   open ep1/ep2 → bind the UDC → serve ep0 events (ENABLE starts the BOT machine at the
-//   packet size of /sys/class/udc/<udc>/current_speed; DISABLE/UNBIND stop it).
-// stop(): unbind (the kernel completes pending endpoint I/O with ESHUTDOWN and queues
-//   DISABLE/UNBIND, which ends the ep0 read) → close files → umount → remove the gadget.
+//   packet size of /sys/class/udc/<udc>/current_speed; DISABLE/UNBIND stop it) → with NCM,
+//   configure the function's interface (ifname) and start its DHCP server (NcmLink).
+// stop(): NCM link down → unbind (the kernel completes pending endpoint I/O with ESHUTDOWN and
+//   queues DISABLE/UNBIND, which ends the ep0 read) → close files → umount → remove the gadget
+//   (its NCM interface goes with it).
 // The logical units belong to the caller: stop() neither flushes nor closes them.
 
 import { promises as fsp, constants as C } from 'node:fs';
 import { execFile } from 'node:child_process';
+import { hostname } from 'node:os';
 import * as path from 'node:path';
 import { TargetPort } from '../../scsi/port';
 import type { LogicalUnit, LunMapEntry } from '../../scsi/index';
@@ -25,6 +29,11 @@ import { FfsError, FunctionFs, currentMaxPacket, nodeFfsIo } from './functionfs'
 import type { FfsIo } from './functionfs';
 import { GadgetDefaults, GadgetError, UsbGadget, nodeConfigFs } from './gadget';
 import type { ConfigFs, GadgetSpec } from './gadget';
+import { NcmError, NcmLink, planNcm, startNcmLink } from './ncm';
+import type { DhcpLike, NcmOptions, NcmPlan } from './ncm';
+import { IpToolError, nodeIpTool } from '../../net/ip-tool';
+import type { IpTool } from '../../net/ip-tool';
+import type { DhcpServerOptions } from '../../net/dhcp-server';
 
 /** The gadget as a user configures it (config file `usb.gadget`). */
 export interface UsbGadgetOptions {
@@ -40,6 +49,8 @@ export interface UsbGadgetOptions {
   /** Add an ACM serial function (host: /dev/ttyACM0, board: /dev/ttyGS0). Default false. */
   readonly acm?: boolean;
   readonly maxPower?: number;
+  /** An NCM network function with the board's address and a DHCP server for the computer. */
+  readonly ncm?: NcmOptions;
 }
 
 export interface UsbLun {
@@ -65,11 +76,18 @@ export interface UsbTargetOptions {
   readonly procMounts?: string;
   /** Skip the uid/modprobe preflight (tests). */
   readonly preflight?: boolean;
+  /** The board's interfaces (`ip`, /sys/class/net). */
+  readonly ipTool?: IpTool;
+  readonly createDhcp?: (o: DhcpServerOptions) => DhcpLike;
+  /** NCM carrier poll interval (ms). */
+  readonly ncmPollMs?: number;
+  /** How long to wait for the NCM interface after binding (ms) [3000]. */
+  readonly ncmWaitMs?: number;
 }
 
 /** Why the USB target could not start, with a stable code and what to do about it. */
 export class UsbTargetError extends Error {
-  readonly code: 'NOT_ROOT' | 'NO_CONFIGFS' | 'NO_UDC' | 'UDC_NOT_FOUND' | 'UDC_BUSY' | 'NO_FUNCTIONFS' | 'BAD_LUNS' | 'START_FAILED';
+  readonly code: 'NOT_ROOT' | 'NO_CONFIGFS' | 'NO_UDC' | 'UDC_NOT_FOUND' | 'UDC_BUSY' | 'NO_FUNCTIONFS' | 'NO_NCM' | 'NCM_FAILED' | 'BAD_LUNS' | 'START_FAILED';
   constructor(code: UsbTargetError['code'], message: string, cause?: unknown) {
     super(message, cause === undefined ? undefined : { cause });
     this.name = 'UsbTargetError';
@@ -102,6 +120,10 @@ export class UsbTarget {
   private started = false;
   private udc_: string | undefined;
   private profile: UsbProfile | undefined;
+  private ncmLink: NcmLink | undefined;
+  private ifname_: string | undefined;
+  /** The NCM link's addresses and MACs, when the gadget has NCM. */
+  readonly ncm: NcmPlan | undefined;
   /** Counters for the console/logs. */
   readonly counters = { commands: 0, phaseErrors: 0, invalidCbws: 0, resets: 0, ioErrors: 0, enables: 0 };
 
@@ -113,6 +135,8 @@ export class UsbTarget {
     this.configfsRoot = opts.configfsRoot ?? '/sys/kernel/config';
     const g = opts.gadget;
     const name = g.name ?? 'lunbox';
+    // MACs come from the serial; without one (no board identity found), from the host name.
+    this.ncm = g.ncm ? planNcm(g.ncm, g.serial ?? hostname()) : undefined;
     const spec: GadgetSpec = {
       name,
       ffsInstance: name,
@@ -124,6 +148,7 @@ export class UsbTarget {
       ...(g.serial !== undefined ? { serialnumber: g.serial } : {}),
       ...(g.udc !== undefined ? { udc: g.udc } : {}),
       ...(g.maxPower !== undefined ? { maxPower: g.maxPower } : {}),
+      ...(this.ncm ? { ncm: { devAddr: this.ncm.deviceMac, hostAddr: this.ncm.hostMac } } : {}),
     };
     this.gadget = new UsbGadget(spec, { fs: opts.configFs ?? nodeConfigFs(), configfs: this.configfsRoot, udcClass: this.udcClass });
     this.ffs = new FunctionFs({
@@ -153,6 +178,11 @@ export class UsbTarget {
 
   get state(): string {
     return this.bot?.state ?? 'stopped';
+  }
+
+  /** The board's NCM interface (usb0, ...), once started. */
+  get ncmInterface(): string | undefined {
+    return this.ifname_;
   }
 
   private async preflight(): Promise<void> {
@@ -190,7 +220,11 @@ export class UsbTarget {
       if (e.code === 'CONFIGFS' && errno === 'ENOENT' && /functions\/ffs\./.test(msg)) {
         return new UsbTargetError('NO_FUNCTIONFS', `${msg}: the kernel has no FunctionFS gadget function (modprobe usb_f_fs; CONFIG_USB_CONFIGFS_F_FS)`, e);
       }
+      if (e.code === 'CONFIGFS' && errno === 'ENOENT' && /functions\/ncm\./.test(msg)) {
+        return new UsbTargetError('NO_NCM', `${msg}: the kernel has no NCM gadget function (modprobe usb_f_ncm; CONFIG_USB_CONFIGFS_NCM), or set usb.gadget.ncm to false`, e);
+      }
     }
+    if (e instanceof NcmError || e instanceof IpToolError) return new UsbTargetError('NCM_FAILED', `USB network (NCM): ${msg}`, e);
     if (e instanceof FfsError && e.code === 'NO_FUNCTIONFS') return new UsbTargetError('NO_FUNCTIONFS', msg, e);
     return new UsbTargetError('START_FAILED', `USB target: ${msg}`, e);
   }
@@ -233,12 +267,27 @@ export class UsbTarget {
         if (err !== undefined && !this.stopping) this.log('error', `usb: ep0 loop ended: ${(err as Error).message ?? String(err)}`);
         return err;
       });
+      if (this.ncm) await this.startNcm(this.ncm);
       this.started = true;
-      this.log('info', `usb: gadget ${this.gadget.spec.name} bound to ${udc}: ${this.entries.length} LUN(s), FunctionFS at ${this.ffs.mountPoint}${this.gadget.functions.length > 1 ? ', ACM console' : ''}`);
+      const extras = [this.gadget.spec.acmInstance !== false ? ', ACM console' : '', this.ifname_ ? `, NCM network ${this.ifname_}` : ''].join('');
+      this.log('info', `usb: gadget ${this.gadget.spec.name} bound to ${udc}: ${this.entries.length} LUN(s), FunctionFS at ${this.ffs.mountPoint}${extras}`);
     } catch (e) {
       await this.teardown().catch(() => undefined);
       throw this.fail(e);
     }
+  }
+
+  /** The NCM function's interface exists once the gadget is bound: address it, serve DHCP. */
+  private async startNcm(plan: NcmPlan): Promise<void> {
+    const { ifname, link } = await startNcmLink(this.gadget, plan, {
+      ip: this.opts.ipTool ?? nodeIpTool(),
+      log: this.log,
+      ...(this.opts.createDhcp ? { createDhcp: this.opts.createDhcp } : {}),
+      ...(this.opts.ncmPollMs !== undefined ? { pollMs: this.opts.ncmPollMs } : {}),
+      ...(this.opts.ncmWaitMs !== undefined ? { waitMs: this.opts.ncmWaitMs } : {}),
+    });
+    this.ifname_ = ifname;
+    this.ncmLink = link;
   }
 
   private ep0Handler(bot: BotFunction, udc: string): Ep0Handler {
@@ -297,6 +346,9 @@ export class UsbTarget {
         errors.push(`${what}: ${(e as Error).message}`);
       }
     };
+    if (this.ncmLink) await step('NCM link', () => (this.ncmLink as NcmLink).stop());
+    this.ncmLink = undefined;
+    this.ifname_ = undefined;
     // Unbinding completes pending endpoint I/O (ESHUTDOWN) and queues DISABLE/UNBIND on ep0.
     await step('unbind', () => this.gadget.unbind());
     if (this.profile) {

@@ -11,6 +11,10 @@
 // - symlinks only from a config item to a function item (or os_desc to a config).
 // - UDC: a name binds (ENODEV if no such UDC or a FunctionFS function is not ready, EBUSY if
 //   the UDC or this gadget is taken); "\n" unbinds.
+// - ncm/ecm (u_ether): dev_addr/host_addr refuse writes (EBUSY) once the function is linked into
+//   a config (f_ncm's refcnt); `ifname` reads "(unnamed net_device)" until the first bind, then
+//   usb0, usb1, ... (the net device stays registered until the function is removed). ncm has the
+//   default group os_desc/interface.ncm; the gadget's os_desc has use, b_vendor_code, qw_sign.
 // Not modelled, or believed but unverified: rmdir of a function still linked from a config
 // is refused here with EBUSY (the kernel's exact answer is unverified); unlinking from a bound
 // config (the kernel unbinds); attribute value validation (e.g. idVendor parsing); os_desc
@@ -23,6 +27,7 @@ import type { ConfigFs } from '../../../src/fabrics/usb/gadget';
 
 const err = (code: string, p: string): Error => Object.assign(new Error(`${code}: ${p}`), { code });
 
+const UNNAMED = '(unnamed net_device)';
 const GADGET_ATTRS: Record<string, string> = {
   idVendor: '0x0000',
   idProduct: '0x0000',
@@ -39,9 +44,11 @@ const FUNCTION_ATTRS: Record<string, Record<string, string>> = {
   ffs: { ready: '0' },
   acm: { port_num: '0' },
   mass_storage: { stall: '1' },
-  ecm: { ifname: '' },
-  ncm: { ifname: '' },
+  ecm: { ifname: UNNAMED, dev_addr: '', host_addr: '', qmult: '5' },
+  ncm: { ifname: UNNAMED, dev_addr: '', host_addr: '', qmult: '5', max_segment_size: '1514' },
 };
+const OS_DESC_ATTRS: Record<string, string> = { use: '0', b_vendor_code: '0x00', qw_sign: '' };
+const OS_DESC_INTERFACE_ATTRS: Record<string, string> = { compatible_id: '', sub_compatible_id: '' };
 
 /** f_mass_storage LUN attributes (lun.0 is a default group of the function; lun.N by mkdir). */
 const MSC_LUN_ATTRS: Record<string, string> = { file: '', ro: '0', removable: '1', cdrom: '0', nofua: '0', inquiry_string: '', forced_eject: '' };
@@ -55,6 +62,8 @@ export class FakeConfigFs implements ConfigFs {
   readonly ops: string[] = [];
   private readonly items = new Set<string>();
   private readonly readyFfs = new Set<string>();
+  /** Net devices registered by ncm/ecm functions (absolute function dir → name). */
+  private readonly netdevs = new Map<string, string>();
 
   private constructor(readonly root: string) {
     this.configfs = path.join(root, 'sys/kernel/config');
@@ -112,6 +121,7 @@ export class FakeConfigFs implements ConfigFs {
     if (under.length === 0) {
       await fsp.mkdir(p);
       await this.fill(p, GADGET_ATTRS, ['strings', 'configs', 'functions', 'os_desc', 'webusb']);
+      await this.fill(path.join(p, 'os_desc'), OS_DESC_ATTRS);
     } else if (at === 'strings' || /^configs\/[^/]+\/strings$/.test(at)) {
       if (!/^0x[0-9a-fA-F]{1,4}$/.test(name)) throw err('EINVAL', p);
       await fsp.mkdir(p);
@@ -127,6 +137,10 @@ export class FakeConfigFs implements ConfigFs {
       if (!attrs) throw err('ENOENT', p);
       await fsp.mkdir(p);
       await this.fill(p, attrs);
+      if (m[1] === 'ncm') {
+        await fsp.mkdir(path.join(p, 'os_desc/interface.ncm'), { recursive: true });
+        await this.fill(path.join(p, 'os_desc/interface.ncm'), OS_DESC_INTERFACE_ATTRS);
+      }
       if (m[1] === 'mass_storage') {
         await fsp.mkdir(path.join(p, 'lun.0'));
         await this.fill(path.join(p, 'lun.0'), MSC_LUN_ATTRS);
@@ -150,6 +164,7 @@ export class FakeConfigFs implements ConfigFs {
     if (await this.isLinkTarget(abs)) throw err('EBUSY', p);
     await fsp.rm(abs, { recursive: true });
     this.items.delete(abs);
+    this.netdevs.delete(abs);
     this.ops.push(`rmdir ${this.rel(p)}`);
   }
 
@@ -180,6 +195,8 @@ export class FakeConfigFs implements ConfigFs {
     if (name === 'ready') throw err('EACCES', p);
     const lunDir = path.dirname(path.resolve(p));
     const mscLun = /^functions\/mass_storage\.[^/]+\/lun\.\d+$/.test(parts.slice(1, -1).join('/'));
+    if ((name === 'dev_addr' || name === 'host_addr') && (await this.isLinkTarget(path.dirname(path.resolve(p))))) throw err('EBUSY', p);
+    if (name === 'ifname') throw err('EACCES', p);
     if (name === 'UDC' && parts.length === 2) {
       await this.writeUdc(p, parts[0] as string, value.trim());
     } else if (mscLun && (name === 'ro' || name === 'cdrom') && (await fsp.readFile(path.join(lunDir, 'file'), 'utf8')).trim() !== '') {
@@ -217,6 +234,17 @@ export class FakeConfigFs implements ConfigFs {
       }
     }
     await fsp.writeFile(p, `${udc}\n`);
+    // u_ether registers the net device of each linked ncm/ecm function at the first bind.
+    for (const c of await this.readdir(configs)) {
+      for (const e of await this.readdir(path.join(configs, c))) {
+        const fn = path.join(this.gadgets, gadget, 'functions', e);
+        if (!/^(ncm|ecm)\./.test(e) || this.netdevs.has(fn)) continue;
+        let n = 0;
+        while ([...this.netdevs.values()].includes(`usb${n}`)) n++;
+        this.netdevs.set(fn, `usb${n}`);
+        await fsp.writeFile(path.join(fn, 'ifname'), `usb${n}\n`);
+      }
+    }
   }
 
   readAttr(p: string): Promise<string> {

@@ -194,4 +194,88 @@ test('missing configfs and bad specs are typed errors', async () => {
   assert.is(bad({ name: 'g' }), 'none');
 });
 
+const NCM = { devAddr: '02:57:4a:2e:c4:ff', hostAddr: '06:57:4a:2e:c4:ff' };
+
+test('create with NCM: MACs written before the link, WINNCM OS descriptor, IAD class codes, bcdDevice 0x0101', async () => {
+  await withFs(['dummy_udc.0'], async (f) => {
+    const g = gadget(f, { ncm: NCM });
+    await g.create();
+    const tree = await f.tree();
+    for (const line of [
+      'lunbox/bcdDevice = 0x0101',
+      'lunbox/bDeviceClass = 0xef',
+      'lunbox/bDeviceSubClass = 0x02',
+      'lunbox/bDeviceProtocol = 0x01',
+      'lunbox/functions/ncm.usb0/dev_addr = 02:57:4a:2e:c4:ff',
+      'lunbox/functions/ncm.usb0/host_addr = 06:57:4a:2e:c4:ff',
+      'lunbox/functions/ncm.usb0/os_desc/interface.ncm/compatible_id = WINNCM',
+      'lunbox/configs/c.1/ncm.usb0 -> lunbox/functions/ncm.usb0',
+      'lunbox/os_desc/use = 1',
+      'lunbox/os_desc/b_vendor_code = 0xcd',
+      'lunbox/os_desc/qw_sign = MSFT100',
+      'lunbox/os_desc/c.1 -> lunbox/configs/c.1',
+    ]) {
+      assert.ok(tree.includes(line), `missing ${line}\n${tree.join('\n')}`);
+    }
+    // f_ncm takes host_addr for its iMACAddress string when linked: the writes come first.
+    const ops = f.ops.map((o) => o.replace(/=.*/, ''));
+    assert.ok(ops.indexOf('write lunbox/functions/ncm.usb0/host_addr') < ops.indexOf('symlink lunbox/configs/c.1/ncm.usb0'));
+    // NCM goes last: the disk keeps interface 0 and the console 1-2, as without NCM.
+    assert.equal(g.functions, ['ffs.lunbox', 'acm.usb0', 'ncm.usb0']);
+    // Once linked the kernel refuses new MACs (f_ncm refcnt): the fake does too.
+    try {
+      await f.writeAttr(`${g.dir}/functions/ncm.usb0/dev_addr`, '02:00:00:00:00:01');
+      assert.unreachable();
+    } catch (e) {
+      assert.is((e as NodeJS.ErrnoException).code, 'EBUSY');
+    }
+  });
+});
+
+test('NCM: ifname names no interface until bound, then usb0; destroy removes function, os_desc link and all', async () => {
+  await withFs(['dummy_udc.0'], async (f) => {
+    const g = gadget(f, { ncm: NCM, acmInstance: false });
+    await g.create();
+    assert.is(await g.ncmIfname(), undefined);
+    f.setFfsReady('lunbox');
+    await g.bind();
+    assert.is(await g.ncmIfname(), 'usb0');
+    f.ops.length = 0;
+    await g.destroy();
+    assert.ok(f.ops.includes('unlink lunbox/os_desc/c.1'));
+    assert.ok(f.ops.includes('rmdir lunbox/functions/ncm.usb0'));
+    assert.equal(await f.tree(), []);
+    await g.create(); // and again, from nothing
+    assert.is(await g.ncmIfname(), undefined);
+    assert.is(await gadget(f).ncmIfname(), undefined, 'no NCM, no interface');
+  });
+});
+
+test('IAD class codes only with a two-interface function; none for the disk alone', async () => {
+  await withFs([], async (f) => {
+    await gadget(f, { acmInstance: false }).create();
+    const tree = await f.tree();
+    assert.ok(tree.includes('lunbox/bDeviceClass = 0x00'), tree.join('\n'));
+    assert.ok(tree.includes('lunbox/bcdDevice = 0x0100'));
+    assert.ok(tree.includes('lunbox/os_desc/use = 0'));
+    await gadget(f).create(); // ACM: EF/02/01 too
+    assert.ok((await f.tree()).includes('lunbox/bDeviceClass = 0xef'));
+  });
+});
+
+test('NCM specs: MACs must be unicast, well-formed and differ', () => {
+  const bad = (ncm: { devAddr: string; hostAddr: string }): string => {
+    try {
+      new UsbGadget({ name: 'g', ncm });
+    } catch (e) {
+      return (e as GadgetError).message;
+    }
+    return 'none';
+  };
+  assert.match(bad({ devAddr: '02:00:00:00:00:01', hostAddr: '02:00:00:00:00:01' }), 'ncm.hostAddr: must differ');
+  assert.match(bad({ devAddr: '01:00:5e:00:00:01', hostAddr: '02:00:00:00:00:01' }), 'ncm.devAddr: 01:00:5e:00:00:01 is a multicast');
+  assert.match(bad({ devAddr: '02:00:00:00:00:01', hostAddr: 'nope' }), 'ncm.hostAddr: "nope" is not a MAC address');
+  assert.is(bad(NCM), 'none');
+});
+
 test.run();

@@ -7,6 +7,8 @@ import type { KernelMscLun } from '../../../src/fabrics/usb/gadget';
 import { UsbTargetError } from '../../../src/fabrics/usb/usb-target';
 import { validateConfig, ConfigError } from '../../../src/config';
 import { FakeConfigFs } from './fake-configfs';
+import { FakeIpTool } from './fake-ip-tool';
+import { ncmMacs } from '../../../src/fabrics/usb/ncm';
 
 async function withFs(body: (f: FakeConfigFs) => Promise<void>): Promise<void> {
   const f = await FakeConfigFs.create(['dummy_udc.0']);
@@ -79,6 +81,35 @@ test('medium changes: eject, insert, PREVENT refuses unless forced (forced_eject
       assert.match((e as Error).message, /not removable/);
     }
     await t.stop();
+  });
+});
+
+test('NCM with the kernel engine: the network comes up the same way, and goes with stop', async () => {
+  await withFs(async (f) => {
+    const ip = new FakeIpTool();
+    ip.add('usb0');
+    let running = 0;
+    const t = new KernelUsbTarget({
+      gadget: { serial: 'K1', acm: true, ncm: { address: '10.55.0.1/30' } },
+      luns: [disk],
+      configFs: f,
+      configfsRoot: f.configfs,
+      udcClass: f.udcClass,
+      preflight: false,
+      ipTool: ip,
+      createDhcp: () => ({ start: async () => void running++, stop: async () => void running-- }),
+      ncmPollMs: 60_000,
+    });
+    await t.start();
+    const tree = await f.tree();
+    assert.ok(tree.includes('lunbox/configs/c.1/ncm.usb0 -> lunbox/functions/ncm.usb0'), tree.join('\n'));
+    assert.ok(tree.includes(`lunbox/functions/ncm.usb0/host_addr = ${ncmMacs('K1').hostMac}`));
+    assert.is(t.ncmInterface, 'usb0');
+    assert.ok(ip.commands.includes('ip addr replace 10.55.0.1/30 broadcast + dev usb0'), ip.commands.join('\n'));
+    assert.is(running, 1);
+    await t.stop();
+    assert.is(running, 0);
+    assert.equal(await f.tree(), []);
   });
 });
 

@@ -9,6 +9,9 @@ import type { UsbTargetOptions } from '../../../src/fabrics/usb/usb-target';
 import { LogicalUnit } from '../../../src/scsi/index';
 import { FakeConfigFs } from './fake-configfs';
 import { FakeFfsIo } from './fake-ffs-io';
+import { FakeIpTool } from './fake-ip-tool';
+import { ncmMacs } from '../../../src/fabrics/usb/ncm';
+import type { DhcpServerOptions } from '../../../src/net/dhcp-server';
 
 const MNT = '/run/test-ffs';
 
@@ -151,6 +154,69 @@ test('typed errors: no UDC, unknown UDC, no configfs, bad LUN lists', async () =
     assert.throws(() => new UsbTarget({ ...o, luns: [] }), /at least one LUN/);
     assert.throws(() => new UsbTarget({ ...o, luns: [{ lun: 16, unit }] }), /0\.\.15/);
     assert.throws(() => new UsbTarget({ ...o, luns: [{ lun: 1, unit }, { lun: 1, unit }] }), /twice/);
+  });
+});
+
+function dhcpRecorder(): { leases: unknown[]; running: number; create: NonNullable<UsbTargetOptions['createDhcp']> } {
+  const r = {
+    leases: [] as unknown[],
+    running: 0,
+    create: (o: DhcpServerOptions) => {
+      r.leases.push(o.lease);
+      return { start: async () => void r.running++, stop: async () => void r.running-- };
+    },
+  };
+  return r;
+}
+
+test('NCM: the function is added, its interface addressed after binding, DHCP for host_addr; stop removes it', async () => {
+  await withEnv(['dummy_udc.0'], async ({ cfs, opts, logs }) => {
+    const ip = new FakeIpTool();
+    ip.add('usb0');
+    const d = dhcpRecorder();
+    const o = await opts({ ipTool: ip, createDhcp: d.create, ncmPollMs: 60_000 });
+    const t = new UsbTarget({ ...o, gadget: { ...o.gadget, ncm: { address: '192.168.7.1/30' } } });
+    await t.start();
+    const g = path.join(cfs.gadgets, 'lunbox');
+    assert.equal((await cfs.readdir(path.join(g, 'functions'))).sort(), ['acm.usb0', 'ffs.lunbox', 'ncm.usb0']);
+    const macs = ncmMacs('T0001');
+    assert.is((await cfs.readAttr(path.join(g, 'functions/ncm.usb0/host_addr'))).trim(), macs.hostMac);
+    assert.is(t.ncmInterface, 'usb0');
+    assert.equal(ip.commands, ['ip link set dev usb0 up', 'ip addr replace 192.168.7.1/30 broadcast + dev usb0', `ip neigh replace 192.168.7.2 lladdr ${macs.hostMac} dev usb0 nud permanent`]);
+    assert.equal(d.leases, [{ serverAddress: '192.168.7.1', clientAddress: '192.168.7.2', clientMac: macs.hostMac, netmask: '255.255.255.252', leaseSeconds: 3600 }]);
+    assert.is(d.running, 1);
+    assert.ok(logs.some((l) => /ACM console, NCM network usb0/.test(l)), logs.join('\n'));
+    await t.stop();
+    assert.is(d.running, 0);
+    assert.is(t.ncmInterface, undefined);
+    assert.is(await cfs.kind(g), undefined);
+    // Another start (a restart of the daemon) derives the same MACs and addresses.
+    const again = new UsbTarget({ ...o, gadget: { ...o.gadget, ncm: { address: '192.168.7.1/30' } } });
+    assert.equal(again.ncm, t.ncm);
+  });
+});
+
+test('NCM errors: no interface after binding, no usb_f_ncm in the kernel; the gadget is removed again', async () => {
+  await withEnv(['dummy_udc.0'], async ({ cfs, opts }) => {
+    const o = await opts({ ipTool: new FakeIpTool(), createDhcp: dhcpRecorder().create, ncmWaitMs: 100 });
+    const t = new UsbTarget({ ...o, gadget: { ...o.gadget, ncm: {} } });
+    assert.is(await code(t.start()), 'NCM_FAILED');
+    assert.is(await cfs.kind(path.join(cfs.gadgets, 'lunbox')), undefined, 'torn down');
+    const noModule: ConfigFs = {
+      ...(o.configFs as ConfigFs),
+      mkdir: async (p) => {
+        if (/functions\/ncm\./.test(p)) throw Object.assign(new Error(`ENOENT: ${p}`), { code: 'ENOENT' });
+        await (o.configFs as ConfigFs).mkdir(p);
+      },
+    };
+    const u = new UsbTarget({ ...o, configFs: noModule, gadget: { ...o.gadget, ncm: {} } });
+    try {
+      await u.start();
+      assert.unreachable();
+    } catch (e) {
+      assert.is((e as UsbTargetError).code, 'NO_NCM');
+      assert.match((e as Error).message, 'modprobe usb_f_ncm');
+    }
   });
 });
 
