@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -121,12 +122,19 @@ test('FUA (default dsync route) writes through a second fd opened O_DSYNC', asyn
   assert.ok(fdFlags(d.fd) & fs.constants.O_DSYNC, 'O_DSYNC set on the FUA fd');
   assert.not.ok(fdFlags(f.handle.fd) & fs.constants.O_DSYNC, 'main fd is not O_DSYNC');
   const calls: string[] = [];
-  const origD = d.write.bind(d);
-  const origM = f.handle.write.bind(f.handle);
-  (d as { write: unknown }).write = (...a: Parameters<typeof origD>) => (calls.push('dsync'), origD(...a));
-  (f.handle as { write: unknown }).write = (...a: Parameters<typeof origM>) => (calls.push('main'), origM(...a));
-  await f.write(Buffer.alloc(512, 1), 0, { fua: true });
-  await f.write(Buffer.alloc(512, 2), 512);
+  // The module object itself (the import above is a read-only namespace view of it).
+  const nodeFs = createRequire(__filename)('node:fs') as { write: unknown };
+  const orig = nodeFs.write;
+  nodeFs.write = (fd: number, ...rest: unknown[]) => {
+    calls.push(fd === d.fd ? 'dsync' : fd === f.handle.fd ? 'main' : `fd ${fd}`);
+    return (orig as (...a: unknown[]) => unknown)(fd, ...rest);
+  };
+  try {
+    await f.write(Buffer.alloc(512, 1), 0, { fua: true });
+    await f.write(Buffer.alloc(512, 2), 512);
+  } finally {
+    nodeFs.write = orig;
+  }
   assert.equal(calls, ['dsync', 'main']);
   await f.close();
 });
@@ -328,6 +336,19 @@ test('read-ahead: a write over the prefetched range (before or while it is read)
   assert.ok((await read(3 * n)).equals(data.subarray(3 * n, 4 * n)));
   assert.is(f.readAheadStats.hits, 1);
   await f.close();
+});
+
+test('close waits for I/O in flight and refuses I/O after it began', async () => {
+  const p = img();
+  await fsp.writeFile(p, pattern(1 << 20));
+  const f = await openFile({ name: 'f', path: p, readAhead: false });
+  const b = Buffer.alloc(1 << 20);
+  const reading = f.read(b, 0, b.length, 0);
+  const closing = f.close();
+  await reading; // not EBADF: the descriptor stayed open for it
+  assert.ok(b.equals(pattern(1 << 20)));
+  await closing;
+  await rejects(f.read(Buffer.alloc(512), 0, 512, 0), 'EIO', 'closed');
 });
 
 test('read-ahead: readAhead false turns it off; close waits for a prefetch in flight', async () => {
