@@ -21,6 +21,7 @@ const NEEDS: readonly [string, string][] = [
   ['apt-get', 'apt'],
   ['sg_inq', 'sg3-utils'],
   ['mkfs.vfat', 'dosfstools'],
+  ['python3', 'python3'], // guest-firstboot.sh reads ttyGS0's output queue (TIOCOUTQ) with it
 ];
 
 async function missingPackages(): Promise<string[]> {
@@ -106,9 +107,11 @@ test('a CD-ROM LUN from an ISO: sr, iso9660, PREVENT, eject and load (QEMU VM, d
   }
 });
 
-// The board's first boot apart from the CPU: rootfs/ and the bundle installed as make-image
-// installs them, lunbox.service's own lines run in systemd's order, the default config.
-test('first boot: the rootfs service with the default config gives the computer a disk and an ACM port (QEMU VM)', async () => {
+// The board's first boot apart from the CPU: rootfs/, the bundle and the serialport runtime
+// installed as make-image installs them (linux-x64 prebuild), lunbox.service's own lines run in
+// systemd's order, the default config; the shell answers `lunbox console -c` on ttyACM0, and
+// SIGTERM does not wait for a computer that leaves the console unread.
+test('first boot: the rootfs service with the default config gives the computer a disk and a console shell (QEMU VM)', async () => {
   const missing = await missingPackages();
   if (missing.length > 0) {
     assert.unreachable(`the first-boot VM test cannot run: missing Debian packages ${missing.join(', ')} (apt-get install ${missing.join(' ')})`);
@@ -120,7 +123,13 @@ test('first boot: the rootfs service with the default config gives the computer 
     /PASS: the computer sees the disk as \/dev\/sd[a-z]+/,
     /PASS: its partition is FAT labelled LUNBOX/,
     /PASS: the ACM console is \/dev\/ttyACM0 on the computer/,
+    /PASS: serial console runtime installed: serialport in \/usr\/lib\/lunbox\/node_modules, linux-x64\/node.napi.glibc.node only/,
+    /PASS: lunbox loaded serialport's addon from \/usr\/lib\/lunbox\/node_modules/,
+    /PASS: the shell answers on \/dev\/ttyACM0: lunbox console -c 'ls \/' exits 0 and prints the tree/,
+    /PASS: the console's output is backed up on the board \(\d+ bytes unsent on ttyGS0\)/,
     /PASS: SIGTERM: lunbox exits 0/,
+    /PASS: SIGTERM with the console unread: lunbox is gone in \d+ ms/,
+    /PASS: the console closed without waiting/,
     /PASS: the gadget is gone from configfs/,
   ]) {
     assert.match(out, check);
