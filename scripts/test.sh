@@ -25,8 +25,9 @@ say() { echo "test.sh: $*" >&2; }
 PKGS_CMDS="iscsi-inq:libiscsi-bin iscsi-ls:libiscsi-bin iscsi-test-cu:libiscsi-bin iscsi-readcapacity16:libiscsi-bin qemu-img:qemu-utils"
 PKGS_CMDS="$PKGS_CMDS sfdisk:fdisk mkfs.vfat:dosfstools mcopy:mtools debugfs:e2fsprogs xz:xz-utils systemd-analyze:systemd"
 # The USB test boots Debian's kernel under QEMU (scripts/vm) and checks the disk with sg3-utils;
-# the management test drives the serial shell through a socat PTY pair.
-PKGS_CMDS="$PKGS_CMDS qemu-system-x86_64:qemu-system-x86 cpio:cpio sg_inq:sg3-utils socat:socat xorriso:xorriso"
+# the management test drives the serial shell through a socat PTY pair; the first-boot guest
+# reads the gadget console's output queue with python3.
+PKGS_CMDS="$PKGS_CMDS qemu-system-x86_64:qemu-system-x86 cpio:cpio sg_inq:sg3-utils socat:socat xorriso:xorriso python3:python3"
 need_pkgs() {
   local missing="" c p
   for cp in $PKGS_CMDS; do c=${cp%%:*}; p=${cp#*:}; command -v "$c" >/dev/null || missing="$missing $p"; done

@@ -1,17 +1,22 @@
 #!/bin/sh
 # Guest script for scripts/vm/run-in-vm.sh: a board's first boot, apart from the CPU
-# architecture. The rootfs overlay and the bundle are installed as scripts/make-image installs
-# them (rootfs/ copied over /, dist/lunbox.js as /usr/lib/lunbox/lunbox.js, nothing else: no
-# node_modules), then lunbox.service's own lines run in the order systemd runs them
-# (EnvironmentFile, ExecStartPre, ExecStart, then SIGTERM and ExecStopPost; PID 1 here is the
-# VM harness, not systemd). The same kernel's host side must see:
+# architecture. The rootfs overlay, the bundle and the serial console's runtime are installed
+# as scripts/make-image installs them (rootfs/ copied over /, dist/lunbox.js as
+# /usr/lib/lunbox/lunbox.js, serialport by scripts/stage-serialport into
+# /usr/lib/lunbox/node_modules, with the linux-x64 prebuild where a board gets its ARM one),
+# then lunbox.service's own lines run in the order systemd runs them (EnvironmentFile,
+# ExecStartPre, ExecStart, then SIGTERM and ExecStopPost; PID 1 here is the VM harness, not
+# systemd). The same kernel's host side must see:
 #   1. the disk created on first start (one FAT partition labelled LUNBOX) as /dev/sdX, mountable;
-#   2. the ACM port as /dev/ttyACM0 (the shell on it needs the serialport addon, which
-#      make-image does not install yet: lunbox then warns and serves the disk anyway);
+#   2. the ACM port as /dev/ttyACM0, with the shell answering on it: `lunbox console -c "ls /"`
+#      run on the host side prints the tree (the board's lunbox loads serialport from
+#      /usr/lib/lunbox/node_modules);
 #   3. the USB network: the computer's end (cdc_ncm, moved into its own network namespace)
 #      gets 10.55.0.2 by DHCP and finds the iSCSI target of the default config on 10.55.0.1,
 #      serving the second disk created on first start;
-#   4. everything gone after the stop.
+#   4. a stop that does not wait for the computer: SIGTERM while the host holds the console
+#      open and reads nothing (the board's output backed up in ttyGS0) ends lunbox at once;
+#   5. everything gone after the stop.
 # Usage: scripts/vm/run-in-vm.sh scripts/vm/guest-firstboot.sh
 set -u
 REPO=$(cd "${VM_SCRIPT_DIR:-$(dirname "$0")}/../.." && pwd)
@@ -35,6 +40,11 @@ modprobe cdc_ncm || echo "modprobe cdc_ncm failed"
 # --- install, as make-image does ----------------------------------------------------------
 cp -a "$REPO/rootfs/." / && install -m 0755 "$REPO/dist/lunbox.js" /usr/lib/lunbox/lunbox.js
 check "overlay and bundle installed" test -x /usr/lib/lunbox/lunbox -a -f /etc/systemd/system/lunbox.service
+NM=/usr/lib/lunbox/node_modules
+PREBUILD=linux-x64/node.napi.glibc.node
+rm -rf $NM
+check "serial console runtime installed: serialport in $NM, $PREBUILD only" \
+	sh -c "node \"$REPO/scripts/stage-serialport\" --from \"$REPO/node_modules\" --to $NM --prebuild $PREBUILD >/dev/null"
 # make-image appends the Node it installed; this VM runs the host's node. The guest's /var is
 # RAM: a small disk instead of half the free space.
 { echo "LUNBOX_NODE=$(command -v node)"; echo "LUNBOX_DISK_SIZE=128M"; } >>/etc/default/lunbox
@@ -79,15 +89,40 @@ if [ -n "$HIF" ]; then
 	URL=iscsi://10.55.0.1:3260/iqn.2026-11.org.lunbox:board/0
 	check "and reaches the iSCSI disk at $URL" sh -c "ip netns exec computer iscsi-inq $URL 2>&1 | grep -q 'Product:iSCSI disk'"
 fi
+# --- the shell on the ACM port, from the computer's side ---------------------------------------
+check "lunbox loaded serialport's addon from $NM" grep -q " $NM/@serialport/bindings-cpp/prebuilds/$PREBUILD\$" /proc/$PID/maps
+timeout 90 node "$REPO/dist/lunbox.js" console -c "ls /" /dev/ttyACM0 >/tmp/console.out 2>&1; crc=$?
+sed 's/^/  console: /' /tmp/console.out | head -n 20
+check "the shell answers on /dev/ttyACM0: lunbox console -c 'ls /' exits 0 and prints the tree" \
+	sh -c "[ $crc = 0 ] && grep -q '^  o- backstores' /tmp/console.out && grep -q 'disk0 .*/var/lib/lunbox/disk0.img' /tmp/console.out && grep -q '^  o- usb' /tmp/console.out"
 check "the service logged no error" sh -c "! grep -q '^<3>' /tmp/firstboot.log"
 sed 's/^/  lunbox: /' /tmp/firstboot.log | grep -iv 'debug' | tail -n 15
 
 # --- stop: SIGTERM, then ExecStopPost -------------------------------------------------------
+# The computer keeps the console open and sends commands without reading the answers: its tty
+# throttles cdc-acm, the gadget's IN requests stay queued and ttyGS0's write buffer fills. A
+# close(2) of ttyGS0 with unsent output then sleeps in u_serial's gs_close until the host reads,
+# the gadget is unbound or 15 s pass: lunbox must not wait for it before removing the gadget.
+exec 3<>/dev/ttyACM0
+stty -F /dev/ttyACM0 raw -echo
+# (bounded: with no shell on the board nothing reads ttyGS0 and these writes would block)
+timeout 20 sh -c 'i=0; while [ $i -lt 300 ]; do printf "ls /\r"; i=$((i + 1)); done >&3'
+sleep 5
+# TIOCOUTQ: bytes written to ttyGS0 and not yet sent to the computer.
+outq=$(python3 -c 'import fcntl, os, struct, sys, termios
+fd = os.open("/dev/ttyGS0", os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+print(struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0" * 4))[0])' 2>&1)
+check "the console's output is backed up on the board ($outq bytes unsent on ttyGS0)" test "$outq" -gt 0 2>/dev/null
+t0=$(date +%s%N)
 kill -TERM $PID
 i=0; while kill -0 $PID 2>/dev/null && [ $i -lt 200 ]; do i=$((i + 1)); sleep 0.1; done
 if kill -0 $PID 2>/dev/null; then echo "lunbox still running 20 s after SIGTERM: SIGKILL"; kill -9 $PID; fi
 wait $PID; rc=$?; PID=
+ms=$((($(date +%s%N) - t0) / 1000000))
+exec 3>&-
 check "SIGTERM: lunbox exits 0" test "$rc" = 0
+check "SIGTERM with the console unread: lunbox is gone in $ms ms (< 8000)" test "$ms" -lt 8000
+check "the console closed without waiting (no 'did not finish' warning)" sh -c "! grep -q 'did not finish within' /tmp/firstboot.log"
 check "ExecStopPost: $(unit_line ExecStopPost)" sh -c "$(unit_line ExecStopPost)"
 check "the gadget is gone from configfs" test ! -e /sys/kernel/config/usb_gadget/lunbox
 check "the disk is gone from the computer" wait_no_sd "$DEV"

@@ -216,9 +216,12 @@ async function serve(opts: ServeOptions): Promise<number> {
       }
       stopping = true;
       logger.info(`${sig}: shutting down`);
+      // The shell stops first (its serial port begins closing), then the runtime, whose USB
+      // teardown ends a ttyGS0 close held by output the computer never read; then the close.
       mgmt
         .stop()
         .then(() => rt.stop())
+        .then(() => mgmt.closed())
         .then(
         () => resolve(0),
         (e: Error) => {

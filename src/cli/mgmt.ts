@@ -88,7 +88,10 @@ export interface Management {
   readonly model: ConfigModel;
   readonly control?: ControlServer;
   readonly serial?: SerialConsole;
+  /** Stop serving the shell; the serial port's close is begun, not waited for. */
   stop(): Promise<void>;
+  /** Wait (bounded) for the serial port's close: after the USB gadget is gone (serial.ts). */
+  closed(): Promise<void>;
 }
 
 /** Start the control socket and (when configured) the serial console of a running daemon. */
@@ -139,6 +142,9 @@ export async function startManagement(rt: ShellRuntime & { config: LunboxConfig 
     stop: async () => {
       await serial?.stop().catch(() => undefined);
       await control?.close().catch(() => undefined);
+    },
+    closed: async () => {
+      await serial?.closed().catch(() => undefined);
     },
   };
 }

@@ -7,12 +7,13 @@ import type { SpawnSyncReturns } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { boards } from '../../src/board/detect';
 
 const REPO = join(__dirname, '..', '..');
 const MAKE_IMAGE = join(REPO, 'scripts', 'make-image');
 const ROOTFS = join(REPO, 'rootfs');
+const MODULES = join(REPO, 'node_modules');
 const SECTOR = 512;
 const MiB = 1024 * 1024;
 
@@ -185,6 +186,68 @@ function e2cat(img: string, off: number, p: string): string {
   return must('debugfs', ['-R', `cat ${p}`, `${img}?offset=${off}`]);
 }
 
+// --- the serial console's runtime: /usr/lib/lunbox/node_modules ------------------------------
+const NM = '/usr/lib/lunbox/node_modules';
+const A6 = 'linux-arm/node.napi.armv6.node';
+const A7 = 'linux-arm/node.napi.armv7.node';
+const A8 = 'linux-arm64/node.napi.armv8.node';
+/** What node-gyp-build reads to choose a prebuild on a given Node (its platform, arch, arm_version). */
+const NODE_ENV: Record<string, NodeJS.ProcessEnv> = {
+  [A6]: { npm_config_platform: 'linux', npm_config_arch: 'arm', ARM_VERSION: '6' },
+  [A7]: { npm_config_platform: 'linux', npm_config_arch: 'arm', ARM_VERSION: '7' },
+  [A8]: { npm_config_platform: 'linux', npm_config_arch: 'arm64' },
+};
+
+/**
+ * The serialport runtime as installed in a dumped root (`dump`, with its tree `t`): copies of
+ * the project's files only; exactly the expected prebuilds; Node's own resolution from the
+ * bundle's directory finds serialport there and every dependency of every installed package
+ * inside the tree, with no package left over; the installed node-gyp-build picks each prebuild
+ * on the Node it is for. Returns the installed paths.
+ */
+function checkSerialRuntime(dump: string, t: Tree, prebuilds: readonly string[]): string[] {
+  const paths = Object.keys(t).filter((p) => p === NM || p.startsWith(`${NM}/`));
+  for (const p of paths) {
+    if (t[p] === 'dir') continue;
+    assert.is(t[p], sha(readFileSync(join(MODULES, p.slice(NM.length)))), `${p} is not a copy of node_modules${p.slice(NM.length)}`);
+  }
+  const pre = `${NM}/@serialport/bindings-cpp/prebuilds/`;
+  assert.equal(paths.filter((p) => p.startsWith(pre) && t[p] !== 'dir').map((p) => p.slice(pre.length)).sort(), [...prebuilds].sort());
+  assert.not.ok(paths.some((p) => /\/build(\/|$)/.test(p.slice(NM.length))), 'no build/ directory (node-gyp-build would prefer it)');
+  const nm = join(dump, NM);
+  assert.is(require.resolve('serialport', { paths: [join(dump, '/usr/lib/lunbox')] }), join(nm, 'serialport/dist/index.js'));
+  // Reachability from serialport through Node's resolution = every package installed.
+  const installed = paths
+    .filter((p) => p.endsWith('/package.json'))
+    .map((p) => p.slice(0, -'/package.json'.length))
+    .filter((d) => /\/node_modules\/(@[^/]+\/)?[^/@][^/]*$/.test(d));
+  const reached = new Set<string>();
+  const queue = [join(nm, 'serialport')];
+  while (queue.length > 0) {
+    const dir = queue.shift()!;
+    const rel = `/${relative(dump, dir)}`;
+    if (reached.has(rel)) continue;
+    reached.add(rel);
+    const pj = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+    for (const dep of Object.keys(pj.dependencies ?? {})) {
+      if (dep === 'node-addon-api') continue; // C++ headers for building the addon, left out on purpose
+      const main = require.resolve(dep, { paths: [dir] });
+      assert.ok(main.startsWith(nm + '/'), `${rel} -> ${dep} resolves outside the installed tree: ${main}`);
+      const at = main.lastIndexOf(`/node_modules/${dep}/`);
+      queue.push(main.slice(0, at + `/node_modules/${dep}`.length));
+    }
+  }
+  assert.equal([...reached].sort(), installed.sort(), 'installed packages = those serialport needs');
+  const addon = join(nm, '@serialport/bindings-cpp');
+  const loader = require.resolve('node-gyp-build', { paths: [addon] });
+  for (const p of prebuilds) {
+    const r = sh(process.execPath, ['-e', 'process.stdout.write(require(process.argv[1]).resolve(process.argv[2]))', loader, addon], { env: { PATH: process.env['PATH'] ?? '', ...NODE_ENV[p] } });
+    assert.is(r.status, 0, r.stderr);
+    assert.is(relative(join(addon, 'prebuilds'), r.stdout), p, `node-gyp-build's pick for ${JSON.stringify(NODE_ENV[p])}`);
+  }
+  return paths;
+}
+
 /** The paths the overlay brings (files, dirs, links), as absolute image paths. */
 function overlayPaths(): Set<string> {
   const s = new Set<string>();
@@ -197,16 +260,17 @@ test('the tools are installed (Debian packages: fdisk, dosfstools, mtools, e2fsp
   assert.equal(missing, [], `missing: ${missing.map(([t, p]) => `${t} (Debian package ${p})`).join(', ')}`);
 });
 
-const CASES: ReadonlyArray<readonly [string, Layout, string]> = [
-  ['pi-zero-w', PI_LAYOUT('armhf'), 'armv6l'],
-  ['pi-zero-2-w', PI_LAYOUT('arm64'), 'arm64'],
-  ['pi-4', PI_LAYOUT('armhf'), 'armv7l'],
-  ['pi-5', PI_LAYOUT('arm64'), 'arm64'],
-  ['beaglebone-black', BBB_LAYOUT, 'armv7l'],
+// board, image, Node tarball arch, the serialport prebuild that Node loads
+const CASES: ReadonlyArray<readonly [string, Layout, string, string]> = [
+  ['pi-zero-w', PI_LAYOUT('armhf'), 'armv6l', A6],
+  ['pi-zero-2-w', PI_LAYOUT('arm64'), 'arm64', A8],
+  ['pi-4', PI_LAYOUT('armhf'), 'armv7l', A7],
+  ['pi-5', PI_LAYOUT('arm64'), 'arm64', A8],
+  ['beaglebone-black', BBB_LAYOUT, 'armv7l', A7],
 ];
 
-for (const [boardId, layout, nodeArch] of CASES) {
-  test(`make-image ${boardId}: bundle, unit, config, boot fragments installed; nothing else changed`, () => {
+for (const [boardId, layout, nodeArch, prebuild] of CASES) {
+  test(`make-image ${boardId}: bundle, serialport (${prebuild} only), unit, config, boot fragments installed; nothing else changed`, () => {
     const board = boards.find((b) => b.id === boardId);
     assert.ok(board);
     if (!board) return;
@@ -225,7 +289,10 @@ for (const [boardId, layout, nodeArch] of CASES) {
     const out = join(WORK, `${boardId}-out.img`);
     const r = makeImage([input, boardId, '--node', nodeTarball(nodeArch), '-o', out]);
     assert.is(r.status, 0, r.stderr);
-    assert.match(r.stderr, '[8/8] finishing'); // progress shown
+    assert.match(r.stderr, '[5/9] serial console runtime (serialport)'); // progress shown
+    assert.match(r.stderr, `make-image: serialport ${(JSON.parse(readFileSync(join(MODULES, 'serialport/package.json'), 'utf8')) as { version: string }).version} + `);
+    assert.match(r.stderr, `-> ${NM}; native: ${prebuild}\n`);
+    assert.match(r.stderr, '[9/9] finishing');
     assert.is(sha(readFileSync(input)), inputSha, 'the input image is never modified');
     if (input.endsWith('.xz')) assert.is(sha(readFileSync(input.slice(0, -3))), rawSha);
     assert.is(lstatSync(out).size, layout.totalMiB * MiB);
@@ -238,7 +305,9 @@ for (const [boardId, layout, nodeArch] of CASES) {
     // ext4: everything that was there is unchanged; the new paths are lunbox's and only those.
     const after = extTree(out, extOff, `${boardId}-after`);
     for (const [p, v] of Object.entries(before.ext)) assert.is(after[p], v, `changed: ${p}`);
-    const allowed = new Set([...overlayPaths(), '/usr/lib/lunbox/lunbox.js', '/opt', '/opt/lunbox', '/opt/lunbox/node', '/opt/lunbox/node/bin', '/opt/lunbox/node/bin/node', '/usr/local', '/usr/local/bin', '/usr/local/bin/lunbox', '/etc/systemd/system/multi-user.target.wants/lunbox.service', ...board.boot.maskUnits.map((u) => `/etc/systemd/system/${u}`)]);
+    const runtime = checkSerialRuntime(join(WORK, `rdump-${boardId}-after`), after, [prebuild]);
+    assert.ok(runtime.length > 50, `${runtime.length} paths in ${NM}`);
+    const allowed = new Set([...overlayPaths(), ...runtime, '/usr/lib/lunbox/lunbox.js', '/opt', '/opt/lunbox', '/opt/lunbox/node', '/opt/lunbox/node/bin', '/opt/lunbox/node/bin/node', '/usr/local', '/usr/local/bin', '/usr/local/bin/lunbox', '/etc/systemd/system/multi-user.target.wants/lunbox.service', ...board.boot.maskUnits.map((u) => `/etc/systemd/system/${u}`)]);
     const added = Object.keys(after).filter((p) => !(p in before.ext));
     for (const p of added) assert.ok(allowed.has(p), `unexpected new path ${p}`);
     for (const p of allowed) assert.ok(p in after, `missing ${p}`);
@@ -254,6 +323,9 @@ for (const [boardId, layout, nodeArch] of CASES) {
     assert.equal(e2stat(out, extOff, '/opt/lunbox/node/bin/node'), { mode: '0755', uid: '0' });
     assert.equal(e2stat(out, extOff, '/etc/lunbox/config.json'), { mode: '0644', uid: '0' });
     assert.equal(e2stat(out, extOff, '/etc/NetworkManager/conf.d/lunbox-usb0.conf'), { mode: '0644', uid: '0' });
+    assert.equal(e2stat(out, extOff, `${NM}/serialport/package.json`), { mode: '0644', uid: '0' });
+    assert.equal(e2stat(out, extOff, `${NM}/@serialport/bindings-cpp/prebuilds/${prebuild}`), { mode: '0644', uid: '0' });
+    assert.equal(e2stat(out, extOff, `${NM}/@serialport/bindings-cpp/node_modules/@serialport`), { mode: '0755', uid: '0' });
     const modules = e2cat(out, extOff, '/etc/modules-load.d/lunbox.conf').split('\n').filter((l) => l !== '' && !l.startsWith('#'));
     assert.equal(modules, [...board.boot.modules]);
     const defaults = e2cat(out, extOff, '/etc/default/lunbox');
@@ -274,6 +346,12 @@ for (const [boardId, layout, nodeArch] of CASES) {
       assert.is(r2.status, 0, r2.stderr);
       assert.match(r2.stderr, 'already has the board');
       assert.is(must('mtype', ['-i', `${again}@@${fatOff}`, '::/config.txt'], { env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } }), cfg);
+      // The runtime is replaced as a whole: the same tree, nothing doubled.
+      assert.match(r2.stderr, /removing the serialport runtime an earlier lunbox left \(\d+ files\)/);
+      const againTree = extTree(again, extOff, `${boardId}-again`);
+      assert.equal(Object.keys(againTree).sort(), Object.keys(after).sort());
+      for (const p of runtime) assert.is(againTree[p], after[p], p);
+      must('e2fsck', ['-fn', `${again}?offset=${extOff}`]);
       rmSync(again, { force: true });
     }
     rmSync(out, { force: true });
@@ -322,6 +400,25 @@ test('errors: unknown board, missing partitions, missing tool, no space, wrong N
   const bitness = makeImage([pi, 'pi-4', '--node', nodeTarball('armv7l'), '-o', out]);
   assert.is(bitness.status, 1);
   assert.match(bitness.stderr, 'is 32-bit but the image is 64-bit (arm64): use linux-arm64');
+  // No serialport to install: said before any work is done, with both ways out.
+  const empty = join(WORK, 'modules-empty');
+  mkdirSync(empty, { recursive: true });
+  const ns1 = makeImage([pi, 'pi-5', '--node', node, '-o', out, '--node-modules', empty]);
+  assert.is(ns1.status, 1);
+  assert.match(ns1.stderr, `no serialport in ${empty}: the board's serial console needs it; run 'npm ci' in ${REPO} (or point --node-modules at a node_modules that has it), or give --no-serial-console to build an image without a console`);
+  assert.not.match(ns1.stderr, '[1/9]');
+  // A serialport whose dependencies were not installed.
+  const partial = join(WORK, 'modules-partial');
+  mkdirSync(join(partial, 'serialport'), { recursive: true });
+  writeFileSync(join(partial, 'serialport/package.json'), readFileSync(join(MODULES, 'serialport/package.json')));
+  const ns2 = makeImage([pi, 'pi-5', '--node', node, '-o', out, '--node-modules', partial]);
+  assert.is(ns2.status, 1);
+  assert.match(ns2.stderr, `make-image: error: serial console runtime: ${partial} is incomplete: serialport needs @serialport/binding-mock, which is not installed (run npm ci)`);
+  assert.ok(!existsSync(out) && !existsSync(`${out}.partial`), 'no output left behind on failure');
+  const both = makeImage([pi, 'pi-5', '--node', node, '-o', out, '--node-modules', MODULES, '--no-serial-console']);
+  assert.is(both.status, 1);
+  assert.match(both.stderr, 'contradict');
+
   const same = makeImage([pi, 'pi-4', '--node', node, '-o', pi]);
   assert.is(same.status, 1);
   assert.match(same.stderr, 'is the input image');
@@ -339,6 +436,38 @@ test('--node distro: no binary copied, first boot installs the package', () => {
   assert.match(defaults, 'LUNBOX_NODE_FROM=distro');
   assert.not.ok(sh('debugfs', ['-R', 'stat /opt/lunbox/node/bin/node', `${out}?offset=${extOff}`]).stdout.includes('Inode:'));
   rmSync(out, { force: true });
+});
+
+test("serialport with the image's own Node on a 32-bit OS; replaced on a rerun; --no-serial-console", () => {
+  const pi = buildImage('serial', PI_LAYOUT('armhf'));
+  const extOff = partOffsets(pi)[1]!.start;
+  const run = (input: string, board: string, tag: string, extra: string[]): { out: string; tree: Tree; stderr: string } => {
+    const out = join(WORK, `serial-${tag}.img`);
+    const r = makeImage([input, board, '-o', out, ...extra]);
+    assert.is(r.status, 0, r.stderr);
+    must('e2fsck', ['-fn', `${out}?offset=${extOff}`]);
+    return { out, tree: extTree(out, extOff, `serial-${tag}`), stderr: r.stderr };
+  };
+  // A Pi 4 on 32-bit Raspberry Pi OS with its distro Node: which ARM version that Node was built
+  // for is not known here, so both 32-bit builds go in and node-gyp-build chooses on the board.
+  const d4 = run(pi, 'pi-4', 'distro-pi4', []);
+  assert.match(d4.stderr, `native: ${A6}, ${A7}\n`);
+  checkSerialRuntime(join(WORK, 'rdump-serial-distro-pi4'), d4.tree, [A6, A7]);
+  // A Pi Zero W's CPU runs armv6 code only.
+  const dz = run(pi, 'pi-zero-w', 'distro-zero', []);
+  checkSerialRuntime(join(WORK, 'rdump-serial-distro-zero'), dz.tree, [A6]);
+  rmSync(dz.out);
+  // Rebuilt from the first output with an armv7l Node: the earlier runtime goes, armv6 with it.
+  const t7 = run(d4.out, 'pi-4', 'tarball-pi4', ['--node', nodeTarball('armv7l')]);
+  assert.match(t7.stderr, 'removing the serialport runtime an earlier lunbox left');
+  const rt7 = checkSerialRuntime(join(WORK, 'rdump-serial-tarball-pi4'), t7.tree, [A7]);
+  // --no-serial-console: no runtime left; everything else as it was.
+  const none = run(t7.out, 'pi-4', 'none', ['--node', nodeTarball('armv7l'), '--no-serial-console']);
+  assert.match(none.stderr, '--no-serial-console: no serialport; the ACM port will be there but nothing answers on it');
+  const rest = Object.keys(t7.tree).filter((p) => !rt7.includes(p));
+  assert.equal(Object.keys(none.tree).sort(), rest.sort());
+  for (const p of rest) assert.is(none.tree[p], t7.tree[p], p);
+  for (const o of [d4.out, t7.out, none.out]) rmSync(o);
 });
 
 test.after(() => rmSync(WORK, { recursive: true, force: true }));

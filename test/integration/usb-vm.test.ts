@@ -21,6 +21,7 @@ const NEEDS: readonly [string, string][] = [
   ['apt-get', 'apt'],
   ['sg_inq', 'sg3-utils'],
   ['mkfs.vfat', 'dosfstools'],
+  ['python3', 'python3'], // guest-firstboot.sh reads ttyGS0's output queue (TIOCOUTQ) with it
 ];
 
 async function missingPackages(): Promise<string[]> {
@@ -165,9 +166,12 @@ test('the kernel engine (--usb-engine kernel): the same LUNs served by the kerne
   }
 });
 
-// The board's first boot apart from the CPU: rootfs/ and the bundle installed as make-image
-// installs them, lunbox.service's own lines run in systemd's order, the default config.
-test('first boot: the rootfs service with the default config gives the computer a disk, an ACM port and iSCSI on the USB network (QEMU VM)', async () => {
+// The board's first boot apart from the CPU: rootfs/, the bundle and the serialport runtime
+// installed as make-image installs them (linux-x64 prebuild), lunbox.service's own lines run in
+// systemd's order, the default config; the shell answers `lunbox console -c` on ttyACM0, the
+// computer gets iSCSI on the USB network, and SIGTERM does not wait for a computer that leaves
+// the console unread.
+test('first boot: the rootfs service with the default config gives the computer a disk, a console shell and iSCSI on the USB network (QEMU VM)', async () => {
   const missing = await missingPackages();
   if (missing.length > 0) {
     assert.unreachable(`the first-boot VM test cannot run: missing Debian packages ${missing.join(', ')} (apt-get install ${missing.join(' ')})`);
@@ -183,7 +187,13 @@ test('first boot: the rootfs service with the default config gives the computer 
     /PASS: the computer sees a network interface/,
     /PASS: it gets 10\.55\.0\.2 by DHCP/,
     /PASS: and reaches the iSCSI disk at iscsi:\/\/10\.55\.0\.1:3260\/iqn\.2026-11\.org\.lunbox:board\/0/,
+    /PASS: serial console runtime installed: serialport in \/usr\/lib\/lunbox\/node_modules, linux-x64\/node.napi.glibc.node only/,
+    /PASS: lunbox loaded serialport's addon from \/usr\/lib\/lunbox\/node_modules/,
+    /PASS: the shell answers on \/dev\/ttyACM0: lunbox console -c 'ls \/' exits 0 and prints the tree/,
+    /PASS: the console's output is backed up on the board \(\d+ bytes unsent on ttyGS0\)/,
     /PASS: SIGTERM: lunbox exits 0/,
+    /PASS: SIGTERM with the console unread: lunbox is gone in \d+ ms/,
+    /PASS: the console closed without waiting/,
     /PASS: the gadget is gone from configfs/,
   ]) {
     assert.match(out, check);
