@@ -66,7 +66,8 @@ probe "$BUSADDR" --read 32 --json >/tmp/probe.json 2>/tmp/probe.err &
 PP=$!
 SEEN_DETACHED=0; SEEN_NO_SD=0
 while kill -0 $PP 2>/dev/null; do
-	[ -z "$(msc_driver)" ] && SEEN_DETACHED=1
+	# Detached from usb-storage: no driver, or usbfs (libusb's claim shows as that driver).
+	[ "$(msc_driver)" != usb-storage ] && SEEN_DETACHED=1
 	[ ! -e /sys/block/$SD0 ] && SEEN_NO_SD=1
 	sleep 0.05
 done
@@ -74,7 +75,7 @@ wait $PP; rc=$?
 sed 's/^/  probe: /' /tmp/probe.err
 check "probe $BUSADDR --read 32 --json: exit status 0" [ $rc = 0 ]
 [ $rc = 0 ] && say "report: $(json /tmp/probe.json 'JSON.stringify({inquiry: j.inquiry, blocks: j.blocks, blockSize: j.blockSize, read: j.read, notes: j.notes})')"
-check "usb-storage was detached while probe talked BOT (interface unbound, /dev/$SD0 gone)" sh -c "[ $SEEN_DETACHED = 1 ] && [ $SEEN_NO_SD = 1 ]"
+check "usb-storage was detached while probe talked BOT (interface unbound: $SEEN_DETACHED, /dev/$SD0 gone: $SEEN_NO_SD)" sh -c "[ $SEEN_DETACHED = 1 ] && [ $SEEN_NO_SD = 1 ]"
 v=$(json /tmp/probe.json '[j.inquiry.vendor, j.inquiry.product, j.inquiry.peripheralType, j.inquiry.removable].join(" ")' 2>&1)
 check "INQUIRY: LUNBOX FILEIO, type 0 (disk), removable ($v)" [ "$v" = 'LUNBOX FILEIO 0 true' ]
 v=$(json /tmp/probe.json '[j.blocks, j.blockSize, j.maxLun].join(" ")' 2>&1)
