@@ -13,8 +13,12 @@ import { AluaGroups, LogicalUnit, TargetPort, usePrStore } from './scsi/index';
 import { MediumRemovalPreventedError } from './scsi/logical-unit';
 import { UsbTarget } from './fabrics/usb/usb-target';
 import { KernelUsbTarget } from './fabrics/usb/kernel-msc';
-import type { KernelMscLun } from './fabrics/usb/gadget';
-import type { UsbGadgetOptions } from './fabrics/usb/usb-target';
+import type { ConfigFs, KernelMscLun } from './fabrics/usb/gadget';
+import type { UsbGadgetOptions, UsbLun } from './fabrics/usb/usb-target';
+import type { FfsIo } from './fabrics/usb/functionfs';
+import type { DhcpLike } from './fabrics/usb/ncm';
+import type { IpTool } from './net/ip-tool';
+import type { DhcpServerOptions } from './net/dhcp-server';
 import { parseSize } from './backstores/index';
 import { detectHostBoard } from './board/detect';
 import { detectBoardSerial } from './board/serial';
@@ -56,9 +60,85 @@ function discOnly(o: BackstoreConfig, b: BackstoreConfig): boolean {
   return o.cdrom === true && b.cdrom === true && same(x, y);
 }
 
+/** The system under the USB fabric, for both engines (tests inject fakes; default: the real one). */
+export interface UsbSystem {
+  readonly configFs?: ConfigFs;
+  readonly configfsRoot?: string;
+  readonly udcClass?: string;
+  readonly ffsIo?: FfsIo;
+  readonly mountPoint?: string;
+  readonly procMounts?: string;
+  /** false: skip the root/modprobe preflight. */
+  readonly preflight?: boolean;
+  readonly ipTool?: IpTool;
+  readonly createDhcp?: (o: DhcpServerOptions) => DhcpLike;
+  readonly ncmPollMs?: number;
+  readonly ncmWaitMs?: number;
+}
+
+/**
+ * Something that holds on to a part of the USB gadget and must let go while a live change
+ * rebuilds it: the serial console on the gadget's ACM port (/dev/ttyGS0), whose function
+ * cannot be removed while the tty is open (u_serial waits for the close).
+ */
+export interface UsbDependant {
+  /** Before the gadget is removed: begin letting go (begin closing the port). */
+  release(): Promise<void>;
+  /** After the gadget is removed: wait (bounded) until it has let go. */
+  released(): Promise<void>;
+  /** After the new gadget is up (or the old one is back, or none): take hold again. */
+  reattach(): void;
+}
+
+/** A live change of the USB gadget that could not be made; `code` says whether a gadget runs. */
+export class UsbRestartError extends Error {
+  /**
+   * START_FAILED: the new gadget was refused or did not start; the previous one runs again (or
+   * there was none) and nothing was changed. GADGET_DOWN: restoring the previous one failed
+   * too: no gadget runs until the next change or a restart.
+   */
+  readonly code: 'START_FAILED' | 'GADGET_DOWN';
+  constructor(
+    code: UsbRestartError['code'],
+    message: string,
+    readonly startError: Error,
+    readonly restoreError?: Error,
+  ) {
+    super(message, { cause: startError });
+    this.name = 'UsbRestartError';
+    this.code = code;
+  }
+}
+
 export interface RuntimeOptions {
   /** Directory for state that must survive a restart (APTPL reservations under pr/). */
   readonly stateDir?: string;
+  /** The USB fabric's system, asked anew for every gadget started (tests: fresh fakes each time). */
+  readonly usbSystem?: () => UsbSystem;
+}
+
+/** A USB target built from a config, not started yet. */
+interface UsbPlan {
+  readonly target: UsbTarget | KernelUsbTarget;
+  /** Backstore name → the USB LUN(s) exporting it. */
+  readonly exported: ReadonlyMap<string, readonly number[]>;
+  /** `LUN 0 (disk0), LUN 1 (cd0)`. */
+  readonly luns: string;
+}
+
+/** How long a re-enumeration waits for commands still running on a unit it unplugs. */
+const USB_SETTLE_MS = 5000;
+
+/** Resolves true when `p` settles within `ms`, else false (and `p` is left to finish on its own). */
+function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
+  ]).finally(() => clearTimeout(timer));
 }
 
 export class Runtime {
@@ -81,13 +161,16 @@ export class Runtime {
   /** ALUA target port groups, shared by every target port (SPC-4 §5.15). */
   private readonly alua: AluaGroups | undefined;
   private usb: UsbTarget | KernelUsbTarget | undefined;
-  /** Backstores the running USB gadget exports (its LUN set is fixed until a restart). */
-  private readonly usbBackstores = new Map<string, number>();
+  /** Backstores the running USB gadget exports → its LUNs (fixed until the gadget is rebuilt). */
+  private usbBackstores = new Map<string, readonly number[]>();
+  /** The config wants a gadget but none runs: a live change failed and so did the restore. */
+  private usbDown = false;
+  private readonly usbDependants: UsbDependant[] = [];
 
   private constructor(
     config: LunboxConfig,
     private readonly logger: Logger,
-    opts: RuntimeOptions,
+    private readonly opts: RuntimeOptions,
   ) {
     this.cfg = config;
     this.prStore = opts.stateDir !== undefined ? new FilePrStore(nodePath.join(opts.stateDir, 'pr'), logger.log) : undefined;
@@ -256,11 +339,22 @@ export class Runtime {
    * changed ones, add/remove targets, LUNs, ACLs and portals. Initiators logged in keep
    * their sessions; when the LUNs they see change they get REPORTED LUNS DATA HAS CHANGED
    * (SPC-4 §7.6) on their next command. Nothing changes if a new backstore cannot be opened.
+   *
+   * A USB host reads the LUN count (Get Max LUN) and the descriptors only when it enumerates
+   * the device, so a change of the `usb` section, or of a backstore the gadget exports, rebuilds
+   * the gadget: the host sees the device disconnect and reconnect with the new LUN set. A CD-ROM
+   * disc change stays a medium change. If the new gadget does not start, the previous one is
+   * restored and nothing changes (UsbRestartError).
    */
   apply(next: LunboxConfig): Promise<ApplyReport> {
     const run = this.applying.then(() => this.applyNow(validateConfig(next)));
     this.applying = run.catch(() => undefined);
     return run;
+  }
+
+  /** Register something that must let go of the gadget while a live change rebuilds it. */
+  addUsbDependant(d: UsbDependant): void {
+    this.usbDependants.push(d);
   }
 
   private async applyNow(next: LunboxConfig): Promise<ApplyReport> {
@@ -279,6 +373,8 @@ export class Runtime {
       for (const { unit } of opened.values()) await unit.close().catch(() => undefined);
       for (const d of discs.values()) await d?.close().catch(() => undefined);
     };
+    // Why the USB gadget must be rebuilt (empty: it stays as it is).
+    const usbWhy = this.usbChanges(prev, next);
     try {
       for (const b of next.backstores) {
         const o = oldBs.get(b.name);
@@ -287,14 +383,7 @@ export class Runtime {
           discs.set(b.name, b.path === undefined ? null : await openIso(b.name, b.path));
           continue;
         }
-        const lun = this.usbBackstores.get(b.name);
-        if (o && lun !== undefined) {
-          throw new Error(`backstore ${b.name} is exported by the running USB gadget (LUN ${lun}): its settings change only with a restart (edit the config file, then restart lunbox)`);
-        }
         opened.set(b.name, await this.openUnit(b));
-      }
-      for (const [name, lun] of this.usbBackstores) {
-        if (!newBs.has(name)) throw new Error(`backstore ${name} is exported by the running USB gadget (LUN ${lun}): it can be removed only with a restart`);
       }
       // A host that locked the tray keeps its disc (MMC-6 §6.7.2.5: it is sent an eject request).
       for (const name of discs.keys()) {
@@ -305,11 +394,11 @@ export class Runtime {
         }
       }
       // The kernel engine serves the USB side of these drives: the kernel changes its disc first
-      // (it enforces the host's PREVENT there); a refusal leaves everything as it was.
-      if (this.usb instanceof KernelUsbTarget) {
+      // (it enforces the host's PREVENT there); a refusal leaves everything as it was. A gadget
+      // about to be rebuilt gets the new disc when it starts.
+      if (this.usb instanceof KernelUsbTarget && usbWhy.length === 0) {
         for (const [name, disc] of discs) {
-          const lun = this.usbBackstores.get(name);
-          if (lun !== undefined) await this.usb.setMedium(lun, disc ? (disc as { path?: string }).path ?? null : null);
+          for (const lun of this.usbBackstores.get(name) ?? []) await this.usb.setMedium(lun, disc ? (disc as { path?: string }).path ?? null : null);
         }
       }
     } catch (err) {
@@ -317,6 +406,7 @@ export class Runtime {
       throw err;
     }
     const units = new Map(this.units);
+    const stores = new Map(this.backstores);
     const retired: { name: string; store: Backstore; unit: LogicalUnit }[] = [];
     for (const [name, o] of oldBs) {
       if (newBs.has(name) && !opened.has(name)) continue;
@@ -324,11 +414,26 @@ export class Runtime {
       const store = this.backstores.get(name);
       if (unit && store) retired.push({ name, store, unit });
       units.delete(name);
+      stores.delete(name);
       if (!newBs.has(name)) changes.push(`backstore ${o.type}:${name} removed`);
     }
-    for (const [name, { unit }] of opened) {
+    for (const [name, { unit, store }] of opened) {
       units.set(name, unit);
+      stores.set(name, store);
       changes.push(`backstore ${newBs.get(name)?.type}:${name} ${oldBs.has(name) ? 'reopened with new settings' : 'added'}`);
+    }
+    for (const [name, disc] of discs) if (disc) stores.set(name, disc);
+
+    // The USB gadget: unplugged, then plugged in again with the new LUN set (or restored).
+    if (usbWhy.length > 0) {
+      try {
+        const r = await this.rebuildUsb(prev, next, units, stores, usbWhy);
+        changes.push(...r.changes);
+        notes.push(...r.notes);
+      } catch (err) {
+        await closeNew();
+        throw err;
+      }
     }
 
     // 2. Targets: reuse the TargetPort of a target that stays, so its sessions carry on.
@@ -369,6 +474,7 @@ export class Runtime {
 
     // 3. Commit, then tell the fabric and the initiators.
     this.cfg = next;
+    if ((next.usb?.luns.length ?? 0) === 0) this.usbDown = false; // no gadget wanted: none missing
     this.units.clear();
     for (const [n, u] of units) this.units.set(n, u);
     for (const r of retired) this.backstores.delete(r.name);
@@ -406,7 +512,6 @@ export class Runtime {
       this.server.setTargets(this.targetDefs());
       for (const t of removed) for (const d of t.defs) this.server.coldReset(d);
     }
-    if (!same(prev.usb, next.usb)) notes.push('usb: the gadget and its LUNs change at the next start (saveconfig, then restart lunbox)');
     for (const t of changed) t.port.lunsChanged();
 
     // 4. Close what is no longer used (after flushing acknowledged writes).
@@ -515,17 +620,23 @@ export class Runtime {
 
   /** USB mass storage on the board's device port: gadget, FunctionFS, Bulk-Only Transport. */
   private async startUsb(): Promise<void> {
-    const u = this.config.usb;
-    if (!u) return;
-    if (u.luns.length === 0) {
-      this.logger.warn('usb: no LUNs configured: the gadget is not started');
-      return;
+    if (this.cfg.usb && this.cfg.usb.luns.length === 0) {
+      this.logger.warn('usb: no LUNs configured: the gadget is not started (the shell adds one live: /usb/luns create BACKSTORE)');
     }
-    const luns = u.luns.map((l) => {
-      const unit = this.units.get(l.backstore);
-      if (!unit) throw new Error(`usb: LUN ${l.lun} names backstore '${l.backstore}' which is not defined`);
-      return { lun: l.lun, unit, ...(l.readOnly ? { readOnly: true } : {}) };
-    });
+    const plan = this.planUsb(this.cfg, this.units, this.backstores);
+    if (!plan) return;
+    this.usb = plan.target;
+    await plan.target.start();
+    this.usbBackstores = new Map(plan.exported);
+  }
+
+  /**
+   * The USB target `cfg` describes over these units and stores, built but not started (no
+   * system call yet), or undefined when it has no LUNs. Throws what the engine refuses.
+   */
+  private planUsb(cfg: LunboxConfig, units: ReadonlyMap<string, LogicalUnit>, stores: ReadonlyMap<string, Backstore>): UsbPlan | undefined {
+    const u = cfg.usb;
+    if (!u || u.luns.length === 0) return undefined;
     const g = u.gadget ?? {};
     // 'auto' (or nothing): the board's own UDC when lunbox knows the board, else the first one.
     const udc = g.udc === undefined || g.udc === 'auto' ? detectHostBoard().udc : g.udc;
@@ -549,26 +660,202 @@ export class Runtime {
       ...(g.maxPower !== undefined ? { maxPower: g.maxPower } : {}),
       ...(g.ncm ? { ncm: g.ncm === true ? {} : g.ncm } : {}),
     };
+    const sys = this.opts.usbSystem?.() ?? {};
+    let target: UsbTarget | KernelUsbTarget;
     if (u.engine === 'kernel') {
-      this.usb = new KernelUsbTarget({ gadget, luns: u.luns.map((l) => this.kernelLun(l)), log: this.logger.log });
+      // The kernel engine has no FunctionFS: those seams are the userspace engine's only.
+      const { ffsIo: _io, mountPoint: _mp, procMounts: _pm, ...kernelSys } = sys;
+      target = new KernelUsbTarget({ gadget, luns: u.luns.map((l) => this.kernelLun(l, cfg, units, stores)), log: this.logger.log, ...kernelSys });
     } else {
-      this.usb = new UsbTarget({ gadget, luns, log: this.logger.log });
+      const luns: UsbLun[] = u.luns.map((l) => {
+        const unit = units.get(l.backstore);
+        if (!unit) throw new Error(`usb: LUN ${l.lun} names backstore '${l.backstore}' which is not defined`);
+        return { lun: l.lun, unit, ...(l.readOnly ? { readOnly: true } : {}) };
+      });
+      target = new UsbTarget({ gadget, luns, log: this.logger.log, ...sys });
     }
-    await this.usb.start();
-    for (const l of u.luns) this.usbBackstores.set(l.backstore, l.lun);
+    const exported = new Map<string, number[]>();
+    for (const l of [...u.luns].sort((x, y) => x.lun - y.lun)) exported.set(l.backstore, [...(exported.get(l.backstore) ?? []), l.lun]);
+    const luns = [...u.luns].sort((x, y) => x.lun - y.lun).map((l) => `LUN ${l.lun} (${l.backstore}${l.readOnly ? ', read-only' : ''})`).join(', ');
+    return { target, exported, luns };
+  }
+
+  /**
+   * What about the gadget differs between `prev` (running) and `next`, one phrase each; empty
+   * when the gadget stays as it is. A CD-ROM disc change is not here: it is a medium change
+   * (UNIT ATTENTION on the same device, no re-enumeration).
+   */
+  private usbChanges(prev: LunboxConfig, next: LunboxConfig): string[] {
+    const a = prev.usb;
+    const b = next.usb;
+    const wanted = (b?.luns.length ?? 0) > 0;
+    // Nothing runs and nothing will: only the config changes.
+    if (!this.usb && !wanted) return [];
+    const out: string[] = [];
+    if (this.usbDown) out.push('the gadget was down after a failed change');
+    if ((a?.engine ?? 'userspace') !== (b?.engine ?? 'userspace')) out.push(`engine ${b?.engine ?? 'userspace'}`);
+    const ga: Readonly<Record<string, unknown>> = a?.gadget ?? {};
+    const gb: Readonly<Record<string, unknown>> = b?.gadget ?? {};
+    for (const k of new Set([...Object.keys(ga), ...Object.keys(gb)])) {
+      const v = gb[k];
+      if (same(ga[k], v)) continue;
+      const shown = typeof v === 'number' && (k === 'vendorId' || k === 'productId') ? `0x${v.toString(16).padStart(4, '0')}` : JSON.stringify(v);
+      out.push(v === undefined ? `gadget ${k} back to its default` : `gadget ${k} ${shown}`);
+    }
+    const la = new Map((a?.luns ?? []).map((l) => [l.lun, l]));
+    const lb = new Map((b?.luns ?? []).map((l) => [l.lun, l]));
+    for (const n of [...new Set([...la.keys(), ...lb.keys()])].sort((x, y) => x - y)) {
+      const x = la.get(n);
+      const y = lb.get(n);
+      if (x && !y) out.push(`LUN ${n} (${x.backstore}) removed`);
+      else if (!x && y) out.push(`LUN ${n} (${y.backstore}) added`);
+      else if (x && y && x.backstore !== y.backstore) out.push(`LUN ${n} now ${y.backstore} (was ${x.backstore})`);
+      else if (x && y && (x.readOnly === true) !== (y.readOnly === true)) out.push(`LUN ${n} ${y.readOnly ? 'read-only' : 'read-write'}`);
+    }
+    // A backstore the gadget exports and keeps exporting, reopened with new settings.
+    const oldBs = new Map(prev.backstores.map((x) => [x.name, x]));
+    for (const nb of next.backstores) {
+      const ob = oldBs.get(nb.name);
+      const luns = this.usbBackstores.get(nb.name);
+      if (!ob || !luns || same(ob, nb) || discOnly(ob, nb)) continue;
+      if (!(b?.luns ?? []).some((l) => l.backstore === nb.name)) continue;
+      out.push(`backstore ${nb.name} (LUN ${luns.join(', ')}) reopened with new settings`);
+    }
+    return out;
+  }
+
+  /**
+   * Re-enumeration: unplug the running gadget (unbind ends the commands in flight; what the
+   * host wrote is flushed), then plug in the one `next` describes. If it does not start, the
+   * previous one is built again from `prev`, and the error says what failed and what runs now.
+   * The units and stores are those of `next`; this.units/this.backstores are still `prev`'s.
+   */
+  private async rebuildUsb(
+    prev: LunboxConfig,
+    next: LunboxConfig,
+    units: ReadonlyMap<string, LogicalUnit>,
+    stores: ReadonlyMap<string, Backstore>,
+    why: readonly string[],
+  ): Promise<ApplyReport> {
+    // Built before anything is unplugged: a LUN set the engine refuses changes nothing.
+    let plan: UsbPlan | undefined;
+    try {
+      plan = this.planUsb(next, units, stores);
+    } catch (err) {
+      const e = err as Error;
+      throw new UsbRestartError('START_FAILED', `usb: ${e.message.replace(/^usb: /, '')} (nothing was changed; ${this.usb ? 'the gadget runs as before' : 'no gadget was running'})`, e);
+    }
+    const old = this.usb;
+    const hadNcm = old?.ncm !== undefined;
+    for (const d of this.usbDependants) await d.release().catch((e: Error) => this.logger.warn(`usb: before the gadget is rebuilt: ${e.message}`));
+    if (old) {
+      const unplugged = this.usbBackstores;
+      // The userspace engine's stop() unbinds (the kernel fails the endpoint I/O in flight)
+      // and waits for the BOT loop; the kernel's unbind waits for f_mass_storage's command.
+      await old.stop().catch((e: Error) => this.logger.warn(`usb: removing the gadget: ${e.message}`));
+      this.usb = undefined;
+      this.usbBackstores = new Map();
+      await this.settleUnplugged(unplugged);
+    }
+    for (const d of this.usbDependants) await d.released().catch(() => undefined);
+    let failed: Error | undefined;
+    let restoreFailed: Error | undefined;
+    let restored: UsbPlan | undefined;
+    try {
+      if (plan) {
+        await plan.target.start();
+        this.usb = plan.target;
+        this.usbBackstores = new Map(plan.exported);
+      }
+    } catch (err) {
+      failed = err as Error;
+      if (old) {
+        try {
+          restored = this.planUsb(prev, this.units, this.backstores);
+          if (restored) {
+            await restored.target.start();
+            this.usb = restored.target;
+            this.usbBackstores = new Map(restored.exported);
+          }
+        } catch (e) {
+          restoreFailed = e as Error;
+          restored = undefined;
+        }
+      }
+    }
+    // The running config stays `prev` on failure: "down" when it wants a gadget and none runs.
+    this.usbDown = failed !== undefined && !this.usb && (prev.usb?.luns.length ?? 0) > 0;
+    for (const d of this.usbDependants) {
+      try {
+        d.reattach();
+      } catch (e) {
+        this.logger.warn(`usb: after the gadget was rebuilt: ${(e as Error).message}`);
+      }
+    }
+    if (failed) {
+      const what = `usb: the gadget${old ? ' with the new settings' : ''} did not start: ${failed.message.replace(/^usb: /, '')}`;
+      if (restoreFailed) {
+        this.logger.error(`usb: no gadget runs: ${failed.message}; restoring the previous one: ${restoreFailed.message}`);
+        throw new UsbRestartError(
+          'GADGET_DOWN',
+          `${what}. Restoring the previous gadget failed too: ${restoreFailed.message.replace(/^usb: /, '')}. No USB gadget runs now: ` +
+            'fix the settings and apply again (the next change rebuilds it), or restart lunbox',
+          failed,
+          restoreFailed,
+        );
+      }
+      const now = restored ? `the previous gadget is back with ${restored.luns} (the USB host saw it disconnect and reconnect)` : 'no gadget was running';
+      const e = new UsbRestartError('START_FAILED', `${what}. Nothing was changed: ${now}`, failed);
+      this.logger.warn(e.message);
+      throw e;
+    }
+    const changes: string[] = [];
+    const notes: string[] = [];
+    if (plan) {
+      const extras = [
+        next.usb?.gadget?.acm === true ? 'the ACM console reconnects (a shell on it starts anew)' : '',
+        hadNcm || this.usb?.ncm ? 'the USB network goes down and up again (iSCSI sessions over it log in again)' : '',
+      ].filter((x) => x !== '');
+      changes.push(`usb: ${why.join('; ')}: the gadget was ${old ? 'rebuilt' : 'started'} with ${plan.luns}`);
+      notes.push(
+        old
+          ? `usb: the USB host sees the device disconnect and reconnect with ${plan.luns} (${why.join('; ')})${extras.length ? '; ' + extras.join('; ') : ''}`
+          : `usb: the gadget is up with ${plan.luns}: the USB host sees a new device`,
+      );
+    } else {
+      changes.push(`usb: ${why.join('; ')}: no USB LUNs left, the gadget was removed`);
+      notes.push('usb: no USB LUNs left: the gadget was removed (the USB host sees the device disconnect)');
+    }
+    return { changes, notes };
+  }
+
+  /** After the gadget is gone: commands still running on its units finish, then their stores are flushed. */
+  private async settleUnplugged(exported: ReadonlyMap<string, readonly number[]>): Promise<void> {
+    for (const name of exported.keys()) {
+      const unit = this.units.get(name);
+      if (unit && !(await within(unit.idle(), USB_SETTLE_MS))) {
+        this.logger.warn(`usb: backstore ${name}: commands still running ${USB_SETTLE_MS} ms after the gadget was removed; flushing anyway`);
+      }
+      await this.backstores.get(name)?.flush().catch((e: Error) => this.logger.error(`flushing backstore ${name}: ${e.message}`));
+    }
   }
 
   /**
    * A USB LUN as the kernel's mass_storage function takes it: the backing path and flags. What
    * f_mass_storage has no setting for is named in a warning, never dropped silently.
    */
-  private kernelLun(l: { lun: number; backstore: string; readOnly?: boolean }): KernelMscLun {
-    const cfg = this.cfg.backstores.find((b) => b.name === l.backstore);
+  private kernelLun(
+    l: { lun: number; backstore: string; readOnly?: boolean },
+    config: LunboxConfig,
+    units: ReadonlyMap<string, LogicalUnit>,
+    stores: ReadonlyMap<string, Backstore>,
+  ): KernelMscLun {
+    const cfg = config.backstores.find((b) => b.name === l.backstore);
     if (!cfg) throw new Error(`usb: LUN ${l.lun} names backstore '${l.backstore}' which is not defined`);
     if (cfg.type === 'ram') {
       throw new Error(`usb: LUN ${l.lun}: '${cfg.name}' is a ram backstore; the kernel engine serves files and block devices only`);
     }
-    const store = this.backstores.get(cfg.name) as { path?: string } | undefined;
+    const store = stores.get(cfg.name) as { path?: string } | undefined;
     const cdrom = cfg.cdrom === true;
     const ignored: string[] = [];
     if (!cdrom && cfg.blockSize !== undefined && cfg.blockSize !== 512) ignored.push(`blockSize ${cfg.blockSize} (the kernel uses 512, or the device's own)`);
@@ -577,7 +864,7 @@ export class Runtime {
     }
     if (ignored.length > 0) this.logger.warn(`usb (kernel engine): backstore ${cfg.name}: ${ignored.join(', ')} not applied: the kernel's mass_storage function has no such setting`);
     const pad = (s: string, n: number): string => s.slice(0, n).padEnd(n, ' ');
-    const unit = this.units.get(cfg.name);
+    const unit = units.get(cfg.name);
     const inquiry = unit ? pad(unit.options.vendor, 8) + pad(unit.options.product, 16) + pad(unit.options.revision, 4) : undefined;
     return {
       lun: l.lun,
@@ -605,6 +892,8 @@ export class Runtime {
   /** Clean shutdown: ask initiators to log out, close portals, flush and close every backstore. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      // A live change rebuilding the USB gadget finishes first (else a gadget it starts stays behind).
+      await within(this.applying, 15_000);
       // The USB host goes first: unbinding the gadget ends its commands before the flush.
       if (this.usb) await this.usb.stop().catch((e: Error) => this.logger.warn(`stopping USB gadget: ${e.message}`));
       if (this.server) await this.server.close().catch((e: Error) => this.logger.warn(`closing iSCSI server: ${e.message}`));

@@ -12,6 +12,7 @@ import { DEFAULT_CONTROL_SOCKET, openControlSocket } from '../console/control';
 import type { ControlServer } from '../console/control';
 import { ConfigModel } from '../console/model';
 import type { DirEntry, ShellRuntime } from '../console/model';
+import type { UsbDependant } from '../runtime';
 import { DEFAULT_BAUD_RATE, DEFAULT_CONSOLE_DEVICE, SerialConsole } from '../console/serial';
 import { findLunboxPort, openSerialStream } from '../host/console';
 import { describeDevice, formatReport, listLunboxDevices, probeDevice, progressBar, selectDevice } from '../host/probe';
@@ -95,7 +96,11 @@ export interface Management {
 }
 
 /** Start the control socket and (when configured) the serial console of a running daemon. */
-export async function startManagement(rt: ShellRuntime & { config: LunboxConfig }, opts: ManagementOptions, logger: Logger): Promise<Management> {
+export async function startManagement(
+  rt: ShellRuntime & { config: LunboxConfig; addUsbDependant?(d: UsbDependant): void },
+  opts: ManagementOptions,
+  logger: Logger,
+): Promise<Management> {
   const cfg = rt.config;
   const model = new ConfigModel({
     config: cfg,
@@ -130,6 +135,16 @@ export async function startManagement(rt: ShellRuntime & { config: LunboxConfig 
         log: (level, m) => logger[level](m),
       });
       serial.start();
+      // The gadget's own ACM port goes away when a live change rebuilds the gadget, and the ACM
+      // function cannot be removed while the port is open: the console lets go meanwhile.
+      if (/\/ttyGS\d+$/.test(device)) {
+        const s = serial;
+        rt.addUsbDependant?.({
+          release: () => s.pause('\r\n[lunbox: the USB gadget is being rebuilt for a live change: this console disconnects and comes back]\r\n'),
+          released: () => s.closed(),
+          reattach: () => s.resume(),
+        });
+      }
     } catch (err) {
       logger.warn(`no serial console on ${device}: ${(err as Error).message}`);
       serial = undefined;

@@ -1,7 +1,7 @@
 // The shell's tree over the config model, like targetcli's:
 //   /backstores/{block,file,ram}/<name>
 //   /iscsi/<iqn>/tpg<N>/{luns/lun<N>, acls/<initiator>/mapped_lun<N>, portals/<addr:port>}
-//   /usb/{gadget, luns/lun<N>}        (USB fabric: changes take effect at the next start)
+//   /usb/{gadget, luns/lun<N>}        (USB fabric: a change rebuilds the gadget; the host re-enumerates)
 //   /sbp2                             (not built yet)
 // A node is plain data naming what it points at; everything is looked up in the config
 // on each command, so the tree is always the config (no cache to go stale).
@@ -303,7 +303,7 @@ export function summary(cfg: LunboxConfig, n: Node): string {
     case 'usb-gadget': {
       const g = usbOf(cfg).gadget ?? {};
       const hex = (v: string | number | undefined, d: number): string => (typeof v === 'number' ? v.toString(16).padStart(4, '0') : (v ?? d.toString(16).padStart(4, '0')).replace(/^0x/i, ''));
-      return `${hex(g['idVendor'], 0x1d6b)}:${hex(g['idProduct'], 0x0104)} ${g['product'] ?? 'lunbox storage'}`;
+      return `${hex(g['vendorId'] ?? g['idVendor'], 0x1d6b)}:${hex(g['productId'] ?? g['idProduct'], 0x0104)} ${g['product'] ?? 'lunbox storage'}`;
     }
     case 'usb-luns':
       return `LUNs: ${usbOf(cfg).luns?.length ?? 0}`;

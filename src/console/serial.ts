@@ -196,6 +196,9 @@ export class SerialConsole {
   private closing: Promise<boolean> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Let go of while the USB gadget is rebuilt (pause/resume): no session, no reopening. */
+  private paused = false;
+  private factory: SerialPortFactory | undefined;
   private warned = false;
 
   constructor(
@@ -206,11 +209,12 @@ export class SerialConsole {
   /** Open the port (throws only when serialport itself is missing). */
   start(): void {
     const factory = this.o.factory ?? serialPortFactory();
+    this.factory = factory;
     this.open(factory);
   }
 
   private open(factory: SerialPortFactory): void {
-    if (this.stopped) return;
+    if (this.stopped || this.paused) return;
     const baud = this.o.baudRate ?? DEFAULT_BAUD_RATE;
     const port = factory(this.o.device, baud);
     const output = new PortOutput(port, this.o.maxQueued);
@@ -220,7 +224,7 @@ export class SerialConsole {
     let session: ConsoleSession | undefined;
     port.on('open', () => {
       if (this.port === port) this.opened = true;
-      if (this.stopped) return;
+      if (this.stopped || this.paused) return;
       this.warned = false;
       this.o.log?.('info', `serial console on ${this.o.device} (${baud} baud)`);
       session = new ConsoleSession(this.model, { write: (t) => output.write(t) }, {
@@ -231,7 +235,7 @@ export class SerialConsole {
     });
     port.on('data', (d) => session?.feed(d));
     const retry = (why: string): void => {
-      if (this.stopped || this.port !== port) return;
+      if (this.stopped || this.paused || this.port !== port) return;
       output.stop();
       this.port = undefined;
       if (!this.warned) this.o.log?.('warn', `serial console ${this.o.device}: ${why}; retrying every ${(this.o.retryMs ?? 3000) / 1000} s`);
@@ -251,10 +255,45 @@ export class SerialConsole {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    await this.beginClose();
+  }
+
+  /**
+   * Let go of the port while a live change rebuilds the USB gadget (ttyGS0 goes away with it,
+   * and removing the ACM function waits for the port's close): `note` is the last output, then
+   * the close is begun as in stop(). resume() opens the port again with a new session.
+   */
+  async pause(note?: string): Promise<void> {
+    if (this.stopped || this.paused) return;
+    this.paused = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (note !== undefined && this.opened) this.output?.write(note);
+    await this.beginClose();
+  }
+
+  /** After pause(): open the port again (retrying as at start until the new gadget has it). */
+  resume(): void {
+    if (this.stopped || !this.paused) return;
+    this.paused = false;
+    this.warned = false;
+    if (this.factory) this.open(this.factory);
+  }
+
+  /** Discard unsent output and begin closing the current port (stop and pause). */
+  private async beginClose(): Promise<void> {
     const p = this.port;
     const out = this.output;
     out?.stop();
     if (!p) return;
+    try {
+      await this.closePort(p, out);
+    } finally {
+      // Closed (or never opened): a later stop() after pause() has nothing left to close.
+      if (this.port === p) this.port = undefined;
+    }
+  }
+
+  private async closePort(p: SerialPortLike, out: PortOutput | undefined): Promise<void> {
     const ms = this.o.stopWaitMs ?? 2000;
     // A port still opening is closed once open: an open ttyGS0 would block the gadget's removal.
     if (!this.opened) await within(ms, (done) => void (p.on('open', done), p.on('error', done)));

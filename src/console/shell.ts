@@ -68,10 +68,12 @@ const NODE_HELP: Readonly<Record<Node['kind'], string>> = {
   mapped: 'A LUN as this initiator sees it. set attribute readOnly=true|false targetLun=N.',
   portals: 'Addresses this TPG listens on. create ADDRESS[:PORT] listens at once; delete ADDRESS:PORT refuses new connections at once (sessions logged in through it stay until they log out).',
   portal: 'One listening address.',
-  usb: 'The USB gadget: its identity (gadget) and its LUNs. Changes here take effect at the next start (saveconfig, restart); a CD-ROM disc changes live (changemedium).',
-  'usb-gadget': 'USB identity: set attribute vendorId=0x1d6b productId=0x0104 manufacturer=... product=... serial=...',
-  'usb-luns': 'USB mass-storage LUNs (0..15): create BACKSTORE [LUN] [readOnly=true]; delete lunN. A CD-ROM is a backstore with cdrom=true.',
-  'usb-lun': 'One USB LUN. set attribute readOnly. A CD-ROM LUN: changemedium ISO, eject.',
+  usb:
+    'The USB gadget: its identity (gadget) and its LUNs. Changes apply live by rebuilding the gadget: the USB host sees the device disconnect and ' +
+    'reconnect with the new LUNs (so does a change of a backstore it exports). A CD-ROM disc change is a medium change, no reconnect (changemedium).',
+  'usb-gadget': 'USB identity: set attribute vendorId=0x1d6b productId=0x0104 manufacturer=... product=... serial=... (live: the host sees the device reconnect).',
+  'usb-luns': 'USB mass-storage LUNs (0..15): create BACKSTORE [LUN] [readOnly=true] (or lun=N backstore=NAME); delete lunN. Live: the host sees the device reconnect. A CD-ROM is a backstore with cdrom=true.',
+  'usb-lun': 'One USB LUN. set attribute readOnly (live: the host sees the device reconnect). A CD-ROM LUN: changemedium ISO, eject.',
   sbp2: 'not yet: the SBP-2 (FireWire) target is not built.',
 };
 
@@ -539,18 +541,22 @@ function createIn(shell: Shell, n: Node, args: readonly string[]): Promise<strin
       });
     }
     case 'usb-luns': {
-      const ref = positional[0];
-      if (!ref) throw new ShellError('usage: create BACKSTORE [LUN] [readOnly=true]   (a CD-ROM: a backstore created with cdrom=true)');
+      const usage = 'usage: create BACKSTORE [LUN] [readOnly=true], or create lun=N backstore=NAME   (a CD-ROM: a backstore created with cdrom=true)';
+      const named = kv.get('backstore') ?? kv.get('storage_object');
+      const pos = [...positional];
+      const ref = named ?? pos.shift();
+      const lunText = kv.get('lun') ?? pos.shift();
+      if (!ref || pos.length > 0) throw new ShellError(usage);
+      for (const k of ['backstore', 'storage_object', 'lun']) kv.delete(k);
       const name = ref.includes('/') ? ref.split('/').filter(Boolean).pop() ?? '' : ref;
-      const lunText = positional[1] ?? kv.get('lun');
-      kv.delete('lun');
       return shell.change((d) => {
-        if (!d.backstores.some((b) => b.name === name)) throw new ShellError(`no backstore '${name}'`);
+        if (!d.backstores.some((b) => b.name === name)) throw new ShellError(`no backstore '${name}' (have: ${d.backstores.map((b) => b.name).join(', ') || 'none'})`);
         const u = (d.usb ??= { luns: [] }) as UsbSection;
         u.luns ??= [];
         const lun = lunText !== undefined ? lunNumber(lunText) : nextFree(u.luns.map((l) => l.lun));
-        if (lun > 15) throw new ShellError('USB mass storage has LUNs 0..15 (BOT GET MAX LUN)');
-        if (u.luns.some((l) => l.lun === lun)) throw new ShellError(`USB LUN ${lun} exists already`);
+        if (lun > 15) throw new ShellError(`USB LUN ${lun}: USB mass storage has LUNs 0..15 (BOT GET MAX LUN)`);
+        const taken = u.luns.find((l) => l.lun === lun);
+        if (taken) throw new ShellError(`USB LUN ${lun} exists already (it exports ${taken.backstore}; delete lun${lun} first, or give another LUN)`);
         const l = { lun, backstore: name };
         applyAttrs(l, groupsOf({ kind: 'usb-lun', lun }).find((g) => g.name === 'attribute'), kv);
         u.luns.push(l);
@@ -698,7 +704,9 @@ const GLOBAL_HELP = `Commands (help COMMAND for details):
   changemedium [ISO]        put another disc in a CD-ROM (no ISO: eject); eject
   version, help, exit
 PATH COMMAND runs COMMAND at PATH. Tab completes paths, commands and arguments.
-Changes apply to the running daemon at once; saveconfig keeps them across restarts.`;
+Changes apply to the running daemon at once; saveconfig keeps them across restarts.
+Under /usb (and for a backstore the gadget exports) a change rebuilds the USB gadget: the
+host sees the device disconnect and reconnect. A CD-ROM disc change is no reconnect.`;
 
 const COMMANDS: Readonly<Record<string, CommandDef>> = {
   ls: {
@@ -749,7 +757,8 @@ const COMMANDS: Readonly<Record<string, CommandDef>> = {
       '  .../acls/INITIATOR  create MAPPED_LUN [TPG_LUN] [readOnly=true]',
       '  .../portals         create ADDRESS[:PORT]',
       '  /backstores/file    create NAME [ISO] cdrom=true     a CD-ROM drive (empty without ISO)',
-      '  /usb/luns           create BACKSTORE [LUN] [readOnly=true]',
+      '  /usb/luns           create BACKSTORE [LUN] [readOnly=true]   or: create lun=N backstore=NAME',
+      '                      (USB: the gadget is rebuilt; the host sees the device disconnect and reconnect)',
     ].join('\n'),
     where: isContainer,
     run(c) {

@@ -227,6 +227,56 @@ test('a port that closes by itself is reopened; after stop it is not', async () 
   assert.is(ports.length, 2);
 });
 
+test('pause for a gadget rebuild: a last note, the close begun (the unbind ends it), no reopening; resume opens a new session', async () => {
+  const { con, ports, warnings } = setup({ kind: 'gadget', reading: true }, { retryMs: 10, stopWaitMs: 300 });
+  await tick();
+  const old = ports[0]!;
+  old.written.length = 0;
+  await con.pause('[rebuilding]');
+  assert.equal(old.written, ['[rebuilding]'], 'the note is the last output');
+  assert.is(old.calls.at(-1), 'close');
+  old.disconnect();
+  assert.ok((await timed(() => con.closed())) < 100);
+  // Closed while paused: not reopened, and input to the old port gets no answer.
+  old.emit('close');
+  old.emit('data', Buffer.from('ls /\r'));
+  await tick(40);
+  assert.is(ports.length, 1);
+  assert.equal(old.written, ['[rebuilding]']);
+  con.resume();
+  await tick();
+  assert.is(ports.length, 2);
+  const port = ports[1]!;
+  assert.match(port.written.join(''), 'lunbox test shell', 'a new session with its banner');
+  port.emit('data', Buffer.from('ls /\r'));
+  await tick(50);
+  assert.match(port.written.join(''), /o- disk0/);
+  // A stop after that closes the new port, once.
+  await con.stop();
+  await con.closed();
+  assert.equal(port.calls.filter((c) => c === 'close'), ['close']);
+  assert.equal(old.calls.filter((c) => c === 'close'), ['close']);
+  assert.equal(warnings(), []);
+});
+
+test('pause while the port is away (retrying): no reopen until resume; stop while paused closes nothing twice', async () => {
+  const { con, ports } = setup({ kind: 'gadget', reading: true, openFails: true }, { retryMs: 10 });
+  await tick(5);
+  await con.pause();
+  const n = ports.length;
+  await tick(40);
+  assert.is(ports.length, n, 'the retry timer is off while paused');
+  con.resume();
+  await tick(5);
+  assert.is(ports.length, n + 1, 'resume tries at once');
+  await con.pause();
+  await con.stop();
+  con.resume(); // after stop: nothing
+  await tick(40);
+  assert.is(ports.length, n + 1);
+  assert.ok(ports.every((p) => p.calls.length === 0), 'a port that never opened is never closed');
+});
+
 // --- PortOutput on its own ---------------------------------------------------------------------
 
 function recorder() {

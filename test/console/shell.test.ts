@@ -193,15 +193,59 @@ test('help on every node; SBP-2 says "not yet"', async () => {
   assert.match(sbp.output, /not yet/);
 });
 
-test('USB gadget and LUNs are kept in the config (they take effect at the next start)', async () => {
-  const { ok, model } = setup();
+test('USB gadget and LUNs: set and created live (positional or lun=N backstore=NAME); bad input is named', async () => {
+  const { ok, run, model, applied } = setup();
   await ok('/backstores/ram create r0 1M');
+  await ok('/backstores/ram create r1 1M');
   await ok('/usb/gadget set attribute vendorId=0x1234 product="My Disk"');
   const out = await ok('/usb/luns create r0 readOnly=true');
   assert.match(out, /^created USB lun0 -> r0$/);
-  assert.match(await ok('/usb help'), /next start/);
+  assert.match(await ok('/usb help'), /disconnect and\s+reconnect/);
+  assert.not.match(await ok('/usb help'), /next start/);
+  assert.match(await ok('help create'), /create lun=N backstore=NAME/);
   assert.equal(model.config.usb, { gadget: { vendorId: 0x1234, product: 'My Disk' }, luns: [{ lun: 0, backstore: 'r0', readOnly: true }] });
   assert.is(await ok('/usb/gadget get attribute vendorId'), 'vendorId=0x1234');
+  assert.match(await ok('ls /usb'), /o- gadget \.+ \[1234:0104 My Disk\]/);
+  // targetcli-style keys, in any order; the path form of a backstore too.
+  assert.is(await ok('/usb/luns create lun=3 backstore=r1'), 'created USB lun3 -> r1');
+  assert.is(await ok('/usb/luns create backstore=/backstores/ram/r0 lun=lun5'), 'created USB lun5 -> r0');
+  assert.equal(model.config.usb?.luns.map((l) => l.lun), [0, 3, 5]);
+  assert.equal(applied[applied.length - 1]?.usb, model.config.usb, 'each one applied to the runtime');
+  assert.is(await ok('/usb/luns delete lun3'), 'deleted USB lun3');
+  for (const [line, why] of [
+    ['/usb/luns create lun=5 backstore=r1', /USB LUN 5 exists already \(it exports r0; delete lun5 first/],
+    ['/usb/luns create lun=16 backstore=r1', /LUNs 0\.\.15/],
+    ['/usb/luns create lun=x backstore=r1', /LUN 'x': expected a number/],
+    ['/usb/luns create backstore=nope', /no backstore 'nope' \(have: r0, r1\)/],
+    ['/usb/luns create', /usage: create BACKSTORE \[LUN\].*lun=N backstore=NAME/],
+    ['/usb/luns create r1 2 extra', /usage: create BACKSTORE/],
+    ['/usb/luns create r1 color=blue', /unknown setting 'color'; valid: readOnly/],
+  ] as const) {
+    const r = await run(line);
+    assert.not.ok(r.ok, line);
+    assert.match(r.output, why, `${line} -> ${r.output}`);
+  }
+  assert.equal(model.config.usb?.luns.map((l) => l.lun), [0, 5], 'refused changes change nothing');
+});
+
+test("the runtime's note about the USB host reconnecting is shown; a refused rebuild is an error with the runtime's words", async () => {
+  const notes: string[] = [];
+  const rt: ShellRuntime = {
+    async apply(next) {
+      if (next.usb?.gadget?.udc === 'nope.0') throw new Error('usb: the gadget with the new settings did not start: no UDC nope.0. Nothing was changed: the previous gadget is back with LUN 0 (r0)');
+      return { changes: [], notes: [...notes] };
+    },
+  };
+  const model = new ConfigModel({ config: { version: 1, backstores: [{ name: 'r0', type: 'ram', size: '1M' }] }, runtime: rt });
+  const shell = new Shell(model);
+  notes.push('usb: the USB host sees the device disconnect and reconnect with LUN 0 (r0) (LUN 0 (r0) added)');
+  const r = await shell.exec('/usb/luns create lun=0 backstore=r0');
+  assert.ok(r.ok);
+  assert.is(r.output, 'created USB lun0 -> r0\nnote: usb: the USB host sees the device disconnect and reconnect with LUN 0 (r0) (LUN 0 (r0) added)');
+  const bad = await shell.exec('/usb/gadget set attribute udc=nope.0');
+  assert.not.ok(bad.ok);
+  assert.match(bad.output, /^error: usb: the gadget with the new settings did not start: no UDC nope\.0\. Nothing was changed: the previous gadget is back/);
+  assert.is(model.config.usb?.gadget, undefined, 'the config keeps what runs');
 });
 
 /** A runtime that also changes discs, refusing like a host PREVENT would until forced. */

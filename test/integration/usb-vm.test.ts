@@ -109,8 +109,43 @@ test('a CD-ROM LUN from an ISO: sr, iso9660, PREVENT, eject and load, the disc s
     /PASS: the host reads the new disc's files/,
     /PASS: set attribute path= swaps the disc back/,
     /PASS: its files are the first disc's/,
-    /PASS: a disk the USB gadget exports keeps its settings until a restart/,
+    /PASS: the disc changes were medium changes: the same USB device \(number \d+\), no reconnect/,
     /PASS: the host sees an open tray/,
+  ]) {
+    assert.match(out, check);
+  }
+});
+
+// Live changes of the gadget from the board's shell: a LUN added and deleted while the host
+// uses the disk (a re-enumeration each time), a gadget string and a setting of the exported disk
+// changed, a bad UDC refused with the old gadget back; the kernel engine too.
+test('live USB changes from the shell: LUN 1 added and deleted, the host re-enumerates, LUN 0 keeps its data (QEMU VM, dummy_hcd)', async () => {
+  const missing = await missingPackages();
+  if (missing.length > 0) {
+    assert.unreachable(`the live USB VM test cannot run: missing Debian packages ${missing.join(', ')} (apt-get install ${missing.join(' ')})`);
+  }
+  const out = await runGuest('guest-usb-live.sh', 'guest-usb-live');
+  for (const check of [
+    /PASS: the host sees \/dev\/sd[a-z]+ \(LUN 0/,
+    /PASS: a new backstore alone: no reconnect/,
+    /PASS: \/usb\/luns create lun=1 backstore=disk1 \(exit 0\): the shell says the host sees the device reconnect/,
+    /PASS: the host sees a second disk \/dev\/sd[a-z]+ \(LUN 1\)/,
+    /PASS: it is the new backstore: 32 MiB/,
+    /PASS: the device was re-enumerated/,
+    /PASS: the first disk's data is intact/,
+    /PASS: 1 MiB written to \/dev\/sd[a-z]+ reads back/,
+    /PASS: the shell answers on \/dev\/ttyACM0 after the rebuild, with LUN 1 listed/,
+    /PASS: the host reads the new product string \(LiveDisk\)/,
+    /PASS: the host sees vendor ACME/,
+    /PASS: same data under the new INQUIRY/,
+    /PASS: udc=nope\.0 refused \(exit 1\) naming the UDC and that the previous gadget is back/,
+    /PASS: the disk is back as \/dev\/sd[a-z]+/,
+    /PASS: LUN 1 is gone from the host/,
+    /PASS: LUN 0 readable, data intact/,
+    /PASS: kernel engine: LUN 1 added live/,
+    /PASS: kernel engine: the host sees LUN 1/,
+    /PASS: kernel engine: LUN 1 gone from the host/,
+    /PASS: kernel engine: LUN 0 readable, data intact/,
   ]) {
     assert.match(out, check);
   }

@@ -10,43 +10,11 @@ import { LogicalUnit } from '../../../src/scsi/index';
 import { FakeConfigFs } from './fake-configfs';
 import { FakeFfsIo } from './fake-ffs-io';
 import { FakeIpTool } from './fake-ip-tool';
+import { linked } from './fake-linked';
 import { ncmMacs } from '../../../src/fabrics/usb/ncm';
 import type { DhcpServerOptions } from '../../../src/net/dhcp-server';
 
 const MNT = '/run/test-ffs';
-
-/**
- * configfs whose UDC attribute drives the fake FunctionFS as the kernel would: binding queues
- * BIND and (the host configures at once) ENABLE; unbinding shuts the endpoints down and queues
- * DISABLE + UNBIND.
- */
-function linked(cfs: FakeConfigFs, io: FakeFfsIo): ConfigFs {
-  return {
-    mkdir: (p) => cfs.mkdir(p),
-    rmdir: (p) => cfs.rmdir(p),
-    readAttr: (p) => cfs.readAttr(p),
-    symlink: (t, p) => cfs.symlink(t, p),
-    unlink: (p) => cfs.unlink(p),
-    readdir: (p) => cfs.readdir(p),
-    kind: (p) => cfs.kind(p),
-    async writeAttr(p, v) {
-      const isUdc = path.basename(p) === 'UDC';
-      if (isUdc && v.trim() !== '' && io.bus.ep0.blobs.length >= 2) cfs.setFfsReady('lunbox');
-      await cfs.writeAttr(p, v);
-      if (!isUdc) return;
-      if (v.trim() === '') {
-        io.disable();
-        io.bus.ep0.event('disable');
-        io.bus.ep0.event('unbind');
-      } else {
-        io.enable();
-        io.sysfs.set(path.join(cfs.udcClass, v.trim(), 'current_speed'), 'high-speed\n');
-        io.bus.ep0.event('bind');
-        io.bus.ep0.event('enable');
-      }
-    },
-  };
-}
 
 interface Env {
   cfs: FakeConfigFs;
