@@ -85,7 +85,7 @@ if [ -n "$HIF" ]; then pass "the computer sees a network interface ($HIF, $(cat 
 if [ -n "$HIF" ]; then
 	ip netns add computer && ip link set "$HIF" netns computer && ip netns exec computer ip link set "$HIF" up
 	printf '#!/bin/sh\ncase $1 in bound) ip addr add "$ip/$mask" dev "$interface" ;; esac\n' >/tmp/udhcpc-fb.sh && chmod +x /tmp/udhcpc-fb.sh
-	check "it gets 10.55.0.2 by DHCP" sh -c "ip netns exec computer busybox udhcpc -i $HIF -f -q -n -t 5 -T 2 -s /tmp/udhcpc-fb.sh >/dev/null 2>&1 && ip netns exec computer ip -4 -o addr show dev $HIF | grep -q 'inet 10.55.0.2/30'"
+	check "it gets 10.55.0.2 by DHCP" sh -c "ip netns exec computer busybox udhcpc -i $HIF -f -q -n -t 15 -T 2 -s /tmp/udhcpc-fb.sh >/dev/null 2>&1 && ip netns exec computer ip -4 -o addr show dev $HIF | grep -q 'inet 10.55.0.2/30'"
 	URL=iscsi://10.55.0.1:3260/iqn.2026-11.org.lunbox:board/0
 	check "and reaches the iSCSI disk at $URL" sh -c "ip netns exec computer iscsi-inq $URL 2>&1 | grep -q 'Product:iSCSI disk'"
 fi

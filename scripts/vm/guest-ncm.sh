@@ -67,10 +67,10 @@ deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
 esac
 EOF
 chmod +x /tmp/udhcpc.sh
-udhcp() { # udhcp NETNS IF [udhcpc options]: one lease or failure within ~6 s
+udhcp() { # udhcp NETNS IF [udhcpc options]: one lease, or failure after ~20 s (slow TCG boots)
 	ns=$1; ifc=$2; shift 2
 	: >/tmp/udhcpc.events
-	ip netns exec "$ns" busybox udhcpc -i "$ifc" -f -q -n -t 3 -T 2 -s /tmp/udhcpc.sh "$@" >/tmp/udhcpc.out 2>&1
+	ip netns exec "$ns" busybox udhcpc -i "$ifc" -f -q -n -t 10 -T 2 -s /tmp/udhcpc.sh "$@" >/tmp/udhcpc.out 2>&1
 }
 
 usb_modules
