@@ -405,7 +405,7 @@ test('errors: unknown board, missing partitions, missing tool, no space, wrong N
   mkdirSync(empty, { recursive: true });
   const ns1 = makeImage([pi, 'pi-5', '--node', node, '-o', out, '--node-modules', empty]);
   assert.is(ns1.status, 1);
-  assert.match(ns1.stderr, `no serialport in ${empty}: the board's serial console needs it; run 'npm ci' in ${REPO} (or point --node-modules at a node_modules that has it), or give --no-serial-console to build an image without a console`);
+  assert.match(ns1.stderr, `no serialport in ${empty}: the board's serial console needs it; run 'npm install' in ${REPO} (or point --node-modules at a node_modules that has it), or give --no-serial-console to build an image without a console`);
   assert.not.match(ns1.stderr, '[1/9]');
   // A serialport whose dependencies were not installed.
   const partial = join(WORK, 'modules-partial');
@@ -413,7 +413,7 @@ test('errors: unknown board, missing partitions, missing tool, no space, wrong N
   writeFileSync(join(partial, 'serialport/package.json'), readFileSync(join(MODULES, 'serialport/package.json')));
   const ns2 = makeImage([pi, 'pi-5', '--node', node, '-o', out, '--node-modules', partial]);
   assert.is(ns2.status, 1);
-  assert.match(ns2.stderr, `make-image: error: serial console runtime: ${partial} is incomplete: serialport needs @serialport/binding-mock, which is not installed (run npm ci)`);
+  assert.match(ns2.stderr, `make-image: error: serial console runtime: ${partial} is incomplete: serialport needs @serialport/binding-mock, which is not installed (run npm install)`);
   assert.ok(!existsSync(out) && !existsSync(`${out}.partial`), 'no output left behind on failure');
   const both = makeImage([pi, 'pi-5', '--node', node, '-o', out, '--node-modules', MODULES, '--no-serial-console']);
   assert.is(both.status, 1);
