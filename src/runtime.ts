@@ -13,12 +13,8 @@ import { AluaGroups, LogicalUnit, TargetPort, usePrStore } from './scsi/index';
 import { MediumRemovalPreventedError } from './scsi/logical-unit';
 import { UsbTarget } from './fabrics/usb/usb-target';
 import { KernelUsbTarget } from './fabrics/usb/kernel-msc';
-import type { ConfigFs, KernelMscLun } from './fabrics/usb/gadget';
-import type { UsbGadgetOptions, UsbLun } from './fabrics/usb/usb-target';
-import type { FfsIo } from './fabrics/usb/functionfs';
-import type { DhcpLike } from './fabrics/usb/ncm';
-import type { IpTool } from './net/ip-tool';
-import type { DhcpServerOptions } from './net/dhcp-server';
+import type { KernelMscLun } from './fabrics/usb/gadget';
+import type { UsbEngineSystem, UsbGadgetOptions, UsbLun, UsbTargetOptions } from './fabrics/usb/usb-target';
 import { parseSize } from './backstores/index';
 import { detectHostBoard } from './board/detect';
 import { detectBoardSerial } from './board/serial';
@@ -61,20 +57,7 @@ function discOnly(o: BackstoreConfig, b: BackstoreConfig): boolean {
 }
 
 /** The system under the USB fabric, for both engines (tests inject fakes; default: the real one). */
-export interface UsbSystem {
-  readonly configFs?: ConfigFs;
-  readonly configfsRoot?: string;
-  readonly udcClass?: string;
-  readonly ffsIo?: FfsIo;
-  readonly mountPoint?: string;
-  readonly procMounts?: string;
-  /** false: skip the root/modprobe preflight. */
-  readonly preflight?: boolean;
-  readonly ipTool?: IpTool;
-  readonly createDhcp?: (o: DhcpServerOptions) => DhcpLike;
-  readonly ncmPollMs?: number;
-  readonly ncmWaitMs?: number;
-}
+export type UsbSystem = UsbEngineSystem & Pick<UsbTargetOptions, 'ffsIo' | 'mountPoint' | 'procMounts'>;
 
 /**
  * Something that holds on to a part of the USB gadget and must let go while a live change

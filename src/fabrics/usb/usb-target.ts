@@ -59,21 +59,11 @@ export interface UsbLun {
   readonly readOnly?: boolean;
 }
 
-export interface UsbTargetOptions {
-  readonly gadget: UsbGadgetOptions;
-  /** LUNs 0..15 (BOT); gaps answer LOGICAL UNIT NOT SUPPORTED. */
-  readonly luns: readonly UsbLun[];
-  readonly log?: LogFn;
-  /** Largest bulk transfer per read/write (default 1 MiB; USB 2.0 hosts send 120 KiB commands, USB 3 hosts 1 MiB). */
-  readonly chunkSize?: number;
-  /** FunctionFS mount point; default /dev/ffs-<name>. */
-  readonly mountPoint?: string;
-  // Injection points for tests (defaults: the real system).
+/** The system under a USB engine (tests inject fakes; default: the real one). */
+export interface UsbEngineSystem {
   readonly configFs?: ConfigFs;
   readonly configfsRoot?: string;
   readonly udcClass?: string;
-  readonly ffsIo?: FfsIo;
-  readonly procMounts?: string;
   /** Skip the uid/modprobe preflight (tests). */
   readonly preflight?: boolean;
   /** The board's interfaces (`ip`, /sys/class/net). */
@@ -83,6 +73,24 @@ export interface UsbTargetOptions {
   readonly ncmPollMs?: number;
   /** How long to wait for the NCM interface after binding (ms) [3000]. */
   readonly ncmWaitMs?: number;
+}
+
+/** What both USB engines (this one and kernel-msc.ts) take besides their LUNs. */
+export interface UsbEngineOptions extends UsbEngineSystem {
+  readonly gadget: UsbGadgetOptions;
+  readonly log?: LogFn;
+}
+
+export interface UsbTargetOptions extends UsbEngineOptions {
+  /** LUNs 0..15 (BOT); gaps answer LOGICAL UNIT NOT SUPPORTED. */
+  readonly luns: readonly UsbLun[];
+  /** Largest bulk transfer per read/write (default 1 MiB; USB 2.0 hosts send 120 KiB commands, USB 3 hosts 1 MiB). */
+  readonly chunkSize?: number;
+  /** FunctionFS mount point; default /dev/ffs-<name>. */
+  readonly mountPoint?: string;
+  // FunctionFS injection points for tests (defaults: the real system).
+  readonly ffsIo?: FfsIo;
+  readonly procMounts?: string;
 }
 
 /** Why the USB target could not start, with a stable code and what to do about it. */
@@ -101,6 +109,94 @@ const UDC_HINT =
 
 function modprobe(mod: string): Promise<boolean> {
   return new Promise((resolve) => execFile('modprobe', [mod], { timeout: 20_000 }, (e) => resolve(!e)));
+}
+
+/** A function's LUN numbers (BOT Get Max LUN, f_mass_storage lun.N): 0..15, each once, at least one. */
+export function checkUsbLuns(luns: readonly { readonly lun: number }[], range: string): void {
+  const seen = new Set<number>();
+  for (const l of luns) {
+    if (!Number.isInteger(l.lun) || l.lun < 0 || l.lun > 15) throw new UsbTargetError('BAD_LUNS', `usb LUN ${l.lun}: ${range} are 0..15`);
+    if (seen.has(l.lun)) throw new UsbTargetError('BAD_LUNS', `usb LUN ${l.lun} is given twice`);
+    seen.add(l.lun);
+  }
+  if (luns.length === 0) throw new UsbTargetError('BAD_LUNS', 'usb: at least one LUN is needed');
+}
+
+/**
+ * The configfs gadget both engines build from the user's options; `fn` is the engine's own
+ * storage function (FunctionFS instance, or the kernel's mass_storage LUNs).
+ */
+export function gadgetSpec(g: UsbGadgetOptions, ncm: NcmPlan | undefined, fn: Pick<GadgetSpec, 'ffsInstance' | 'massStorage'>): GadgetSpec {
+  return {
+    name: g.name ?? 'lunbox',
+    ...fn,
+    acmInstance: g.acm === true ? GadgetDefaults.acmInstance : false,
+    ...(g.vendorId !== undefined ? { idVendor: g.vendorId } : {}),
+    ...(g.productId !== undefined ? { idProduct: g.productId } : {}),
+    ...(g.manufacturer !== undefined ? { manufacturer: g.manufacturer } : {}),
+    ...(g.product !== undefined ? { product: g.product } : {}),
+    ...(g.serial !== undefined ? { serialnumber: g.serial } : {}),
+    ...(g.udc !== undefined ? { udc: g.udc } : {}),
+    ...(g.maxPower !== undefined ? { maxPower: g.maxPower } : {}),
+    ...(ncm ? { ncm: { devAddr: ncm.deviceMac, hostAddr: ncm.hostMac } } : {}),
+  };
+}
+
+/** The NCM plan of a gadget: MACs from the serial, or (no board identity found) from the host name. */
+export function gadgetNcm(g: UsbGadgetOptions): NcmPlan | undefined {
+  return g.ncm ? planNcm(g.ncm, g.serial ?? hostname()) : undefined;
+}
+
+/**
+ * Before touching configfs: load libcomposite (what a board's modules-load would have done;
+ * harmless when loaded) and the engine's `modules` when root, then make sure the gadget tree
+ * is there and writable. `needs` says what else root is needed for.
+ */
+export async function usbPreflight(configfsRoot: string, modules: readonly string[], needs: string): Promise<void> {
+  const gadgets = path.join(configfsRoot, 'usb_gadget');
+  const isDir = async (p: string): Promise<boolean> => (await fsp.stat(p).catch(() => undefined))?.isDirectory() === true;
+  const root = typeof process.getuid === 'function' ? process.getuid() === 0 : true;
+  if (root) {
+    if (!(await isDir(gadgets))) await modprobe('libcomposite');
+    for (const m of modules) await modprobe(m);
+  }
+  if (!(await isDir(gadgets))) {
+    throw new UsbTargetError(
+      'NO_CONFIGFS',
+      `${gadgets} is missing: mount configfs (mount -t configfs none ${configfsRoot}) and load libcomposite (modprobe libcomposite)`,
+    );
+  }
+  if (!root && (await fsp.access(gadgets, C.W_OK).then(() => false, () => true))) {
+    throw new UsbTargetError('NOT_ROOT', `USB gadget setup needs root (configfs ${gadgets}, ${needs}): run lunbox as root`);
+  }
+}
+
+/**
+ * A setup failure as a UsbTargetError. `own` maps what only the engine knows (its storage
+ * function missing from the kernel, ...) first; then what both share: root, configfs, the UDC,
+ * the NCM function and link. Anything else is START_FAILED with `label` in front.
+ */
+export function usbSetupError(e: unknown, udcClass: string, label: string, own: (e: unknown, msg: string) => UsbTargetError | undefined): UsbTargetError {
+  if (e instanceof UsbTargetError) return e;
+  const errno = (e as { errno?: unknown }).errno;
+  const code = (e as { code?: unknown }).code;
+  const msg = e instanceof Error ? e.message : String(e);
+  const mine = own(e, msg);
+  if (mine) return mine;
+  if (errno === 'EACCES' || errno === 'EPERM' || code === 'NOT_ROOT') {
+    return new UsbTargetError('NOT_ROOT', `USB gadget setup needs root: ${msg}`, e);
+  }
+  if (e instanceof GadgetError) {
+    if (e.code === 'NO_CONFIGFS') return new UsbTargetError('NO_CONFIGFS', `${msg} (modprobe libcomposite)`, e);
+    if (e.code === 'NO_UDC') return new UsbTargetError('NO_UDC', `no USB device controller in ${udcClass}: ${UDC_HINT}`, e);
+    if (e.code === 'UDC_NOT_FOUND') return new UsbTargetError('UDC_NOT_FOUND', `${msg}; ${UDC_HINT}`, e);
+    if (e.code === 'UDC_BUSY') return new UsbTargetError('UDC_BUSY', msg, e);
+    if (e.code === 'CONFIGFS' && errno === 'ENOENT' && /functions\/ncm\./.test(msg)) {
+      return new UsbTargetError('NO_NCM', `${msg}: the kernel has no NCM gadget function (modprobe usb_f_ncm; CONFIG_USB_CONFIGFS_NCM), or set usb.gadget.ncm to false`, e);
+    }
+  }
+  if (e instanceof NcmError || e instanceof IpToolError) return new UsbTargetError('NCM_FAILED', `USB network (NCM): ${msg}`, e);
+  return new UsbTargetError('START_FAILED', `${label}: ${msg}`, e);
 }
 
 const noLog: LogFn = () => undefined;
@@ -133,23 +229,9 @@ export class UsbTarget {
     this.io = opts.ffsIo ?? nodeFfsIo();
     this.udcClass = opts.udcClass ?? '/sys/class/udc';
     this.configfsRoot = opts.configfsRoot ?? '/sys/kernel/config';
-    const g = opts.gadget;
-    const name = g.name ?? 'lunbox';
-    // MACs come from the serial; without one (no board identity found), from the host name.
-    this.ncm = g.ncm ? planNcm(g.ncm, g.serial ?? hostname()) : undefined;
-    const spec: GadgetSpec = {
-      name,
-      ffsInstance: name,
-      acmInstance: g.acm === true ? GadgetDefaults.acmInstance : false,
-      ...(g.vendorId !== undefined ? { idVendor: g.vendorId } : {}),
-      ...(g.productId !== undefined ? { idProduct: g.productId } : {}),
-      ...(g.manufacturer !== undefined ? { manufacturer: g.manufacturer } : {}),
-      ...(g.product !== undefined ? { product: g.product } : {}),
-      ...(g.serial !== undefined ? { serialnumber: g.serial } : {}),
-      ...(g.udc !== undefined ? { udc: g.udc } : {}),
-      ...(g.maxPower !== undefined ? { maxPower: g.maxPower } : {}),
-      ...(this.ncm ? { ncm: { devAddr: this.ncm.deviceMac, hostAddr: this.ncm.hostMac } } : {}),
-    };
+    const name = opts.gadget.name ?? 'lunbox';
+    this.ncm = gadgetNcm(opts.gadget);
+    const spec = gadgetSpec(opts.gadget, this.ncm, { ffsInstance: name });
     this.gadget = new UsbGadget(spec, { fs: opts.configFs ?? nodeConfigFs(), configfs: this.configfsRoot, udcClass: this.udcClass });
     this.ffs = new FunctionFs({
       instance: name,
@@ -157,15 +239,7 @@ export class UsbTarget {
       ...(opts.mountPoint !== undefined ? { mountPoint: opts.mountPoint } : {}),
       ...(opts.procMounts !== undefined ? { procMounts: opts.procMounts } : {}),
     });
-    const seen = new Set<number>();
-    for (const l of opts.luns) {
-      if (!Number.isInteger(l.lun) || l.lun < 0 || l.lun > 15) {
-        throw new UsbTargetError('BAD_LUNS', `usb LUN ${l.lun}: Bulk-Only Transport LUNs are 0..15`);
-      }
-      if (seen.has(l.lun)) throw new UsbTargetError('BAD_LUNS', `usb LUN ${l.lun} is given twice`);
-      seen.add(l.lun);
-    }
-    if (opts.luns.length === 0) throw new UsbTargetError('BAD_LUNS', 'usb: at least one LUN is needed');
+    checkUsbLuns(opts.luns, 'Bulk-Only Transport LUNs');
     this.entries = [...opts.luns]
       .sort((a, b) => a.lun - b.lun)
       .map((l) => ({ lun: l.lun, unit: l.unit, ...(l.readOnly ? { readOnly: true } : {}) }));
@@ -185,48 +259,14 @@ export class UsbTarget {
     return this.ifname_;
   }
 
-  private async preflight(): Promise<void> {
-    const gadgets = path.join(this.configfsRoot, 'usb_gadget');
-    const isDir = async (p: string): Promise<boolean> => (await fsp.stat(p).catch(() => undefined))?.isDirectory() === true;
-    const root = typeof process.getuid === 'function' ? process.getuid() === 0 : true;
-    if (!(await isDir(gadgets)) && root) {
-      // What a board's modules-load would have done; harmless when already loaded.
-      await modprobe('libcomposite');
-    }
-    if (!(await isDir(gadgets))) {
-      throw new UsbTargetError(
-        'NO_CONFIGFS',
-        `${gadgets} is missing: mount configfs (mount -t configfs none ${this.configfsRoot}) and load libcomposite (modprobe libcomposite)`,
-      );
-    }
-    if (!root && (await fsp.access(gadgets, C.W_OK).then(() => false, () => true))) {
-      throw new UsbTargetError('NOT_ROOT', `USB gadget setup needs root (configfs ${gadgets}, mount, UDC binding): run lunbox as root`);
-    }
-  }
-
   private fail(e: unknown): UsbTargetError {
-    if (e instanceof UsbTargetError) return e;
-    const errno = (e as { errno?: unknown }).errno;
-    const code = (e as { code?: unknown }).code;
-    const msg = e instanceof Error ? e.message : String(e);
-    if (errno === 'EACCES' || errno === 'EPERM' || code === 'NOT_ROOT') {
-      return new UsbTargetError('NOT_ROOT', `USB gadget setup needs root: ${msg}`, e);
-    }
-    if (e instanceof GadgetError) {
-      if (e.code === 'NO_CONFIGFS') return new UsbTargetError('NO_CONFIGFS', `${msg} (modprobe libcomposite)`, e);
-      if (e.code === 'NO_UDC') return new UsbTargetError('NO_UDC', `no USB device controller in ${this.udcClass}: ${UDC_HINT}`, e);
-      if (e.code === 'UDC_NOT_FOUND') return new UsbTargetError('UDC_NOT_FOUND', `${msg}; ${UDC_HINT}`, e);
-      if (e.code === 'UDC_BUSY') return new UsbTargetError('UDC_BUSY', msg, e);
-      if (e.code === 'CONFIGFS' && errno === 'ENOENT' && /functions\/ffs\./.test(msg)) {
-        return new UsbTargetError('NO_FUNCTIONFS', `${msg}: the kernel has no FunctionFS gadget function (modprobe usb_f_fs; CONFIG_USB_CONFIGFS_F_FS)`, e);
+    return usbSetupError(e, this.udcClass, 'USB target', (err, msg) => {
+      if (err instanceof GadgetError && err.code === 'CONFIGFS' && err.errno === 'ENOENT' && /functions\/ffs\./.test(msg)) {
+        return new UsbTargetError('NO_FUNCTIONFS', `${msg}: the kernel has no FunctionFS gadget function (modprobe usb_f_fs; CONFIG_USB_CONFIGFS_F_FS)`, err);
       }
-      if (e.code === 'CONFIGFS' && errno === 'ENOENT' && /functions\/ncm\./.test(msg)) {
-        return new UsbTargetError('NO_NCM', `${msg}: the kernel has no NCM gadget function (modprobe usb_f_ncm; CONFIG_USB_CONFIGFS_NCM), or set usb.gadget.ncm to false`, e);
-      }
-    }
-    if (e instanceof NcmError || e instanceof IpToolError) return new UsbTargetError('NCM_FAILED', `USB network (NCM): ${msg}`, e);
-    if (e instanceof FfsError && e.code === 'NO_FUNCTIONFS') return new UsbTargetError('NO_FUNCTIONFS', msg, e);
-    return new UsbTargetError('START_FAILED', `USB target: ${msg}`, e);
+      if (err instanceof FfsError && err.code === 'NO_FUNCTIONFS') return new UsbTargetError('NO_FUNCTIONFS', msg, err);
+      return undefined;
+    });
   }
 
   /** Build, mount, bind and serve. Idempotent; leftovers of a crashed run are removed first. */
@@ -234,7 +274,7 @@ export class UsbTarget {
     if (this.started) return;
     this.stopping = false;
     try {
-      if (this.opts.preflight !== false) await this.preflight();
+      if (this.opts.preflight !== false) await usbPreflight(this.configfsRoot, [], 'mount, UDC binding');
       // Fail early (before touching anything) when there is no UDC to bind to.
       const udc = await this.gadget.chooseUdc();
       // Leftovers: a bound gadget of our name, a FunctionFS mount of our instance.
