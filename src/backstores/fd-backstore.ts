@@ -210,16 +210,36 @@ export class FdBackstore implements Backstore {
    * stale: it is then dropped and the range read again.
    */
   async read(into: Buffer, intoOffset: number, length: number, position: number): Promise<void> {
+    const ahead = await this.prefetched(length, position);
+    if (ahead !== undefined) ahead.copy(into, intoOffset);
+    else await this.readNow(into, intoOffset, length, position);
+  }
+
+  /** As read(), into a buffer of its own: a read-ahead hit hands over the prefetch buffer. */
+  async readOwned(length: number, position: number): Promise<Buffer> {
+    const ahead = await this.prefetched(length, position);
+    if (ahead !== undefined) return ahead;
+    const buf = Buffer.allocUnsafe(length);
+    await this.readNow(buf, 0, length, position);
+    return buf;
+  }
+
+  /** The range from the prefetch when it holds it (a hit, counted), else undefined. */
+  private async prefetched(length: number, position: number): Promise<Buffer | undefined> {
     const p = this.takePrefetch(length, position);
-    if (p !== undefined) {
-      if ((await p.done) && !p.stale) {
-        p.buf.copy(into, intoOffset, 0, length);
-        this.readAheadStats.hits++;
-        this.afterRead(position, length);
-        return;
-      }
-      if (p.stale) this.readAheadStats.stale++;
+    if (p === undefined) return undefined;
+    if (!p.settled) this.readAheadStats.waited++;
+    if ((await p.done) && !p.stale) {
+      this.readAheadStats.hits++;
+      this.afterRead(position, length);
+      return p.length === length ? p.buf : p.buf.subarray(0, length);
     }
+    if (p.stale) this.readAheadStats.stale++;
+    return undefined;
+  }
+
+  /** pread now, then maybe read ahead. */
+  private async readNow(into: Buffer, intoOffset: number, length: number, position: number): Promise<void> {
     // Alone: no other read in flight when it started, none started or still running at its end.
     const othersAtStart = this.readsInFlight;
     const seq = ++this.readSeq;
@@ -230,23 +250,6 @@ export class FdBackstore implements Backstore {
       this.readsInFlight--;
     }
     this.afterRead(position, length, othersAtStart === 0 && seq === this.readSeq && this.readsInFlight === 0);
-  }
-
-  /** As read(), into a buffer of its own: a read-ahead hit hands over the prefetch buffer. */
-  async readOwned(length: number, position: number): Promise<Buffer> {
-    const p = this.takePrefetch(length, position);
-    if (p !== undefined) {
-      if (!p.settled) this.readAheadStats.waited++;
-      if ((await p.done) && !p.stale) {
-        this.readAheadStats.hits++;
-        this.afterRead(position, length);
-        return p.length === length ? p.buf : p.buf.subarray(0, length);
-      }
-      if (p.stale) this.readAheadStats.stale++;
-    }
-    const buf = Buffer.allocUnsafe(length);
-    await this.read(buf, 0, length, position);
-    return buf;
   }
 
   /**
