@@ -16,10 +16,6 @@ set -u
 REPO=$(cd "${VM_SCRIPT_DIR:-$(dirname "$0")}/../.." && pwd)
 . "$REPO/scripts/vm/lib-usb.sh"
 
-PASSED=0; FAILED=0
-pass() { PASSED=$((PASSED + 1)); echo "PASS: $*"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*"; }
-check() { n=$1; shift; if "$@"; then pass "$n"; else fail "$n"; fi; }
 finish() {
 	umount /mnt/cd 2>/dev/null
 	lunbox_stop TERM
@@ -27,18 +23,6 @@ finish() {
 	[ "$FAILED" = 0 ] && [ "$PASSED" -gt 0 ]
 	exit $?
 }
-wait_sr() {
-	SR=; i=0
-	while [ $i -lt 300 ]; do
-		for b in /sys/block/sr*; do
-			[ -e "$b/device/vendor" ] && [ "$(tr -d ' ' <"$b/device/vendor")" = "$1" ] && SR=${b##*/}
-		done
-		[ -n "$SR" ] && [ -b /dev/$SR ] && return 0
-		i=$((i + 1)); sleep 0.1
-	done
-	SR=; return 1
-}
-sums() { (cd "$1" && find . -type f | sort | xargs sha256sum); }
 CTL=/tmp/lunbox-k.sock
 lbshell() { node "$LUNBOX_JS" shell --control $CTL -c "$1" >/tmp/shell.txt 2>&1; rc=$?; sed 's/^/  shell: /' /tmp/shell.txt; return $rc; }
 

@@ -23,10 +23,6 @@ set -u
 REPO=$(cd "${VM_SCRIPT_DIR:-$(dirname "$0")}/../.." && pwd)
 . "$REPO/scripts/vm/lib-usb.sh"
 
-PASSED=0; FAILED=0
-pass() { PASSED=$((PASSED + 1)); echo "PASS: $*"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*"; }
-check() { n=$1; shift; if "$@"; then pass "$n"; else fail "$n"; fi; }
 finish() {
 	lunbox_stop TERM
 	echo "guest-usb-live: $PASSED passed, $FAILED failed"

@@ -8,8 +8,16 @@
 #   lunbox_stop [SIGNAL]     stop it and wait
 #   wait_sd VENDOR           wait for /dev/sdX whose SCSI vendor is VENDOR; sets $DEV
 #   wait_no_sd DEV           wait until /dev/DEV has gone
+#   wait_sr VENDOR           wait for /dev/srN whose SCSI vendor is VENDOR; sets $SR
+#   sums DIR                 sha256 of every file below DIR, sorted by path
+#   pass/fail TEXT, check TEXT CMD...   counted checks ($PASSED, $FAILED): "PASS: TEXT" when CMD succeeds
 
 : "${REPO:?set REPO (the repository root) before sourcing lib-usb.sh}"
+
+PASSED=0; FAILED=0
+pass() { PASSED=$((PASSED + 1)); echo "PASS: $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*"; }
+check() { n=$1; shift; if "$@"; then pass "$n"; else fail "$n"; fi; }
 LUNBOX_JS=${LUNBOX_JS:-$REPO/dist/lunbox.js}
 LUNBOX_LOG=${LUNBOX_LOG:-/tmp/lunbox-usb.log}
 
@@ -81,3 +89,18 @@ wait_no_sd() {
 	while [ -e "/sys/block/$1" ] && [ $i -lt 300 ]; do i=$((i + 1)); sleep 0.1; done
 	[ ! -e "/sys/block/$1" ]
 }
+
+# wait_sr VENDOR: wait for /dev/srN whose SCSI vendor is VENDOR; sets $SR
+wait_sr() {
+	SR=; i=0
+	while [ $i -lt 300 ]; do
+		for b in /sys/block/sr*; do
+			[ -e "$b/device/vendor" ] && [ "$(tr -d ' ' <"$b/device/vendor")" = "$1" ] && SR=${b##*/}
+		done
+		[ -n "$SR" ] && [ -b /dev/$SR ] && return 0
+		i=$((i + 1)); sleep 0.1
+	done
+	SR=; return 1
+}
+
+sums() { (cd "$1" && find . -type f | sort | xargs sha256sum); }
