@@ -1,7 +1,7 @@
 // Runtime.apply: live changes seen by a nexus that is already logged in (no sockets: the
 // test drives the TargetPort of the running target like a fabric would).
 import { test } from 'uvu';
-import { connect } from 'node:net';
+import { tcp } from '../integration/helpers';
 import * as assert from 'uvu/assert';
 import type { LunboxConfig } from '../../src/config';
 import { Runtime } from '../../src/runtime';
@@ -113,17 +113,6 @@ test('ACL changes: an initiator losing its ACL sees no LUNs; targets come and go
   }
 });
 
-/** Does a TCP connection to 127.0.0.1:PORT open? */
-function tcp(p: number): Promise<'open' | 'refused'> {
-  return new Promise((resolve, reject) => {
-    const s = connect(p, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      resolve('open');
-    });
-    s.once('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNREFUSED' ? resolve('refused') : reject(e)));
-  });
-}
 
 test('portals: one removed by apply stops listening at once, the other keeps serving; one added listens', async () => {
   const cfg = (ports: number[]): LunboxConfig => ({

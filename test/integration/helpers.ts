@@ -4,6 +4,7 @@
 import { spawn, execFile } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -151,4 +152,33 @@ export function parseTestCu(output: string): TestCuResult[] {
     else cur.text += (cur.text ? '\n' : '') + body;
   }
   return results;
+}
+
+/** A socat PTY pair: [daemon end, test end]. */
+export async function ptyPair(): Promise<{ a: string; b: string; proc: ChildProcess }> {
+  const proc = spawn('socat', ['-d', '-d', 'pty,raw,echo=0', 'pty,raw,echo=0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`socat gave no PTYs: ${err}`)), 5000);
+    proc.stderr?.on('data', (d: Buffer) => {
+      err += d.toString();
+      const ptys = [...err.matchAll(/PTY is (\/dev\/pts\/\d+)/g)].map((m) => m[1]!);
+      if (ptys.length >= 2 && /starting data transfer loop/.test(err)) {
+        clearTimeout(t);
+        resolve({ a: ptys[0]!, b: ptys[1]!, proc });
+      }
+    });
+  });
+}
+
+/** Does a TCP connection to 127.0.0.1:PORT open (and then get closed by us)? */
+export function tcp(p: number): Promise<'open' | 'refused'> {
+  return new Promise((resolve, reject) => {
+    const s = connect(p, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve('open');
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNREFUSED' ? resolve('refused') : reject(e)));
+  });
 }

@@ -6,33 +6,15 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MiniInitiator, senseKey } from './mini-initiator';
 import { spawn } from 'node:child_process';
-import { connect } from 'node:net';
-import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BUNDLE, run, startLunbox, tempDir, writeJson } from './helpers';
+import { BUNDLE, ptyPair, run, startLunbox, tcp, tempDir, writeJson } from './helpers';
 import type { Lunbox } from './helpers';
 
 const IQN1 = 'iqn.2026-11.org.lunbox:mgmt1';
 const IQN2 = 'iqn.2026-11.org.lunbox:mgmt2';
 const HOST = 'iqn.2026-11.org.example:host1';
 
-/** A socat PTY pair: [daemon end, test end]. */
-async function ptyPair(): Promise<{ a: string; b: string; proc: ChildProcess }> {
-  const proc = spawn('socat', ['-d', '-d', 'pty,raw,echo=0', 'pty,raw,echo=0'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`socat gave no PTYs: ${err}`)), 5000);
-    proc.stderr?.on('data', (d: Buffer) => {
-      err += d.toString();
-      const ptys = [...err.matchAll(/PTY is (\/dev\/pts\/\d+)/g)].map((m) => m[1]!);
-      if (ptys.length >= 2 && /starting data transfer loop/.test(err)) {
-        clearTimeout(t);
-        resolve({ a: ptys[0]!, b: ptys[1]!, proc });
-      }
-    });
-  });
-}
 
 /** A terminal on the test end of the PTY: type a line, wait for the next prompt. */
 async function terminal(path: string) {
@@ -308,17 +290,6 @@ test('changemedium over the control socket: an iSCSI initiator sees 06/28/00 and
   }
 });
 
-/** Does a TCP connection to 127.0.0.1:PORT open? */
-function tcp(p: number): Promise<'open' | 'refused'> {
-  return new Promise((resolve, reject) => {
-    const s = connect(p, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      resolve('open');
-    });
-    s.once('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNREFUSED' ? resolve('refused') : reject(e)));
-  });
-}
 
 test('a portal deleted in the shell stops listening at once (sessions stay); saveconfig keeps the file\'s portals, not --listen', async () => {
   const { dir, cleanup } = tempDir('lunbox-portals-');

@@ -5,10 +5,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { closeSync, copyFileSync, constants, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { BUNDLE, ROOT, run, tempDir, writeJson } from './helpers';
+import { BUNDLE, ROOT, ptyPair, run, tempDir, writeJson } from './helpers';
 
 const STAGE = join(ROOT, 'scripts', 'stage-serialport');
 /** The prebuild this machine's Node loads (the VM and CI machines are x86-64 glibc). */
@@ -18,21 +17,6 @@ const tmp = tempDir('lunbox-serial-runtime-');
 const LIB = join(tmp.dir, 'lib', 'lunbox');
 const JS = join(LIB, 'lunbox.js');
 
-async function ptyPair(): Promise<{ a: string; b: string; proc: ChildProcess }> {
-  const proc = spawn('socat', ['-d', '-d', 'pty,raw,echo=0', 'pty,raw,echo=0'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`socat gave no PTYs: ${err}`)), 5000);
-    proc.stderr?.on('data', (d: Buffer) => {
-      err += d.toString();
-      const ptys = [...err.matchAll(/PTY is (\/dev\/pts\/\d+)/g)].map((m) => m[1]!);
-      if (ptys.length >= 2 && /starting data transfer loop/.test(err)) {
-        clearTimeout(t);
-        resolve({ a: ptys[0]!, b: ptys[1]!, proc });
-      }
-    });
-  });
-}
 
 test('the bundle alone: the serial console names what is missing and where it looked', async () => {
   await run('mkdir', ['-p', LIB]);

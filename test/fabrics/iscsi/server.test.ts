@@ -2,7 +2,7 @@
 // loopback TCP (ports 3410-3412) with the test initiator.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { connect } from 'node:net';
+import { tcp } from '../../integration/helpers';
 import { IscsiServer } from '../../../src/fabrics/iscsi/index';
 import type { TextPair } from '../../../src/fabrics/iscsi/text';
 import type { ScsiPort } from '../../../src/scsi/types';
@@ -20,17 +20,6 @@ const LOGIN: TextPair[] = [
   ['TargetName', IQN],
 ];
 
-/** Does a TCP connection to 127.0.0.1:PORT open (and then get closed by us)? */
-function tcp(p: number): Promise<'open' | 'refused'> {
-  return new Promise((resolve, reject) => {
-    const s = connect(p, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      resolve('open');
-    });
-    s.once('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNREFUSED' ? resolve('refused') : reject(e)));
-  });
-}
 
 /** TEST UNIT READY on a logged-in connection; resolves with the SCSI status. */
 async function tur(c: Ini, itt: number): Promise<number> {
