@@ -140,7 +140,8 @@ export const READ_AHEAD_MAX = 1024 * 1024;
 interface Prefetch {
   readonly position: number;
   readonly length: number;
-  readonly buf: Buffer;
+  /** Allocated when the read starts (just after the command that triggered it has gone on). */
+  buf: Buffer | undefined;
   /** Resolves true when `buf` holds the range, false when the read failed (then read again). */
   readonly done: Promise<boolean>;
   /** A write or unmap overlapped the range while or after it was read: the data is old. */
@@ -229,7 +230,7 @@ export class FdBackstore implements Backstore {
     const p = this.takePrefetch(length, position);
     if (p === undefined) return undefined;
     if (!p.settled) this.readAheadStats.waited++;
-    if ((await p.done) && !p.stale) {
+    if ((await p.done) && !p.stale && p.buf !== undefined) {
       this.readAheadStats.hits++;
       this.afterRead(position, length);
       return p.length === length ? p.buf : p.buf.subarray(0, length);
@@ -274,19 +275,29 @@ export class FdBackstore implements Backstore {
     this.lastReadLength = length;
     if (!this.readAhead || !sequential || !alone || length > READ_AHEAD_MAX || ahead <= 0) return;
     if (this.prefetch !== undefined) return;
-    const buf = Buffer.allocUnsafe(ahead);
     this.readAheadStats.issued++;
-    const done = this.pio.readFully(buf, 0, ahead, next).then(
-      () => true,
-      () => false,
-    );
-    const p: Prefetch = { position: next, length: ahead, buf, done, stale: false, settled: false };
+    // The read is claimed now (a write from here on makes it stale) but queued on the next turn
+    // of the event loop: handing a read to the threadpool wakes a thread, which costs the
+    // caller tens of microseconds, and the caller (a USB READ) should first queue its data.
+    let start!: () => void;
+    const done = new Promise<void>((r) => (start = r))
+      .then(() => {
+        const buf = Buffer.allocUnsafe(ahead);
+        p.buf = buf;
+        return this.pio.readFully(buf, 0, ahead, next);
+      })
+      .then(
+        () => true,
+        () => false,
+      );
+    const p: Prefetch = { position: next, length: ahead, buf: undefined, done, stale: false, settled: false };
     this.prefetching.add(done);
     void done.then(() => {
       p.settled = true;
       this.prefetching.delete(done);
     });
     this.prefetch = p;
+    setImmediate(start);
   }
 
   /** A write or unmap of [position, position+length) makes an overlapping prefetch stale. */
