@@ -6,11 +6,15 @@
 #
 #   scripts/bench-usb.sh                 on the host: boots the VM (scripts/vm/run-in-vm.sh)
 #   BENCH_MB=256 BENCH_RUNS=2 USB_SPEED=high|super BENCH_FIO=1   knobs (passed into the VM)
+#   BENCH_TRACE=1   also trace 16 MiB of reads with the gadget tracepoints (ftrace) and print,
+#                   per side, where a READ's time goes: CBW in -> data queued (the device's
+#                   response), data queued -> data and CSW taken (the bus), CSW -> next CBW
+#                   (the host)
 # Inside the VM (VM=1) it runs the benchmark itself. Exit status 0 when both sides ran.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 if [ -z "${VM:-}" ]; then
-	export VM_PASSENV="${VM_PASSENV:-} BENCH_MB BENCH_RUNS USB_SPEED BENCH_FIO LUNBOX_CMD"
+	export VM_PASSENV="${VM_PASSENV:-} BENCH_MB BENCH_RUNS USB_SPEED BENCH_FIO BENCH_TRACE LUNBOX_CMD"
 	exec "$HERE/vm/run-in-vm.sh" "$0"
 fi
 REPO=$(cd "${VM_SCRIPT_DIR:-$HERE}/.." && pwd)
@@ -47,7 +51,39 @@ measure() {
 				awk -F';' -v n="$1" -v rw=$rw '{ bw = (rw == "read") ? $7 : $48; printf "  %s fio %s qd4: %.1f MB/s\n", n, rw, bw * 1.024 / 1000 }'
 		done
 	fi
+	[ "${BENCH_TRACE:-0}" = 1 ] && trace_reads "$1" "$2"
 	eval "R_$1=$best_r; W_$1=$best_w"
+}
+
+# trace_reads NAME DEV: 16 MiB of 1 MiB direct reads under the gadget tracepoints, then the
+# mean of each phase of a READ command, from the requests the function queues on its endpoints:
+# the CBW's bulk-OUT request completes (t0), the first bulk-IN request is queued (t1), the last
+# bulk-IN request (data, or data and CSW) completes (t2), the next CBW completes (t3).
+trace_reads() {
+	T=/sys/kernel/tracing
+	[ -d $T/events/gadget ] || mount -t tracefs none $T 2>/dev/null
+	[ -d $T/events/gadget ] || { echo "  $1 trace: no gadget tracepoints (tracefs)"; return 0; }
+	echo >$T/trace
+	echo 1 >$T/events/gadget/usb_ep_queue/enable; echo 1 >$T/events/gadget/usb_gadget_giveback_request/enable
+	echo 1 >$T/tracing_on
+	dd if=/dev/$2 of=/dev/null bs=1M count=16 iflag=direct status=none
+	echo 0 >$T/tracing_on; echo 0 >$T/events/gadget/enable
+	awk -v n="$1" '
+		/usb_ep_queue|usb_gadget_giveback_request/ {
+			for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+\.[0-9]+:$/) { ts = substr($i, 1, length($i) - 1) * 1000; ev = $(i + 1); ep = $(i + 2); break }
+			for (i = 1; i <= NF; i++) if ($i == "length") { split($(i + 1), l, "/"); len = l[1] + 0 }
+			q = (ev == "usb_ep_queue:"); inep = (ep ~ /in-/)
+			if (!q && !inep && len == 31) {
+				if (t0 > 0 && t1 > 0 && big) { c++; a += t1 - t0; b += t2 - t1; h += ts - t2 }
+				t0 = ts; t1 = 0; t2 = 0; big = 0; next
+			}
+			if (q && inep && t1 == 0) t1 = ts
+			if (!q && inep) { t2 = ts; if (len > 13) big = 1 }
+		}
+		END {
+			if (c == 0) { printf "  %s trace: no READ cycles seen\n", n; exit }
+			printf "  %s trace (%d READs, mean ms): CBW -> data queued %.2f, -> data+CSW taken %.2f, -> next CBW %.2f; cycle %.2f\n", n, c, a / c, b / c, h / c, (a + b + h) / c
+		}' $T/trace
 }
 
 # --- kernel f_mass_storage ---------------------------------------------------------------

@@ -12,6 +12,10 @@ export interface IpTool {
   carrier(ifname: string): Promise<boolean | undefined>;
   /** `ip link set dev IF up`. */
   up(ifname: string): Promise<void>;
+  /** `ip link set dev IF down`. */
+  down(ifname: string): Promise<void>;
+  /** Packets received on the interface (statistics/rx_packets), undefined when unreadable. */
+  rxPackets(ifname: string): Promise<number | undefined>;
   /** `ip addr replace ADDR/PREFIX broadcast + dev IF` (idempotent). */
   addAddress(ifname: string, cidr: string): Promise<void>;
   /** `ip neigh replace IP lladdr MAC dev IF nud permanent` (idempotent). */
@@ -48,6 +52,12 @@ export function nodeIpTool(opts: { ipCommand?: string; sysClassNet?: string } = 
       return v === undefined ? undefined : v.trim() === '1';
     },
     up: (ifname) => ip(['link', 'set', 'dev', ifname, 'up']),
+    down: (ifname) => ip(['link', 'set', 'dev', ifname, 'down']),
+    async rxPackets(ifname) {
+      const v = await fsp.readFile(path.join(net, ifname, 'statistics', 'rx_packets'), 'utf8').catch(() => undefined);
+      const n = v === undefined ? NaN : Number(v.trim());
+      return Number.isSafeInteger(n) ? n : undefined;
+    },
     addAddress: (ifname, cidr) => ip(['addr', 'replace', cidr, 'broadcast', '+', 'dev', ifname]),
     setNeighbour: (ifname, addr, mac) => ip(['neigh', 'replace', addr, 'lladdr', mac, 'dev', ifname, 'nud', 'permanent']),
   };

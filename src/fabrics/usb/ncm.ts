@@ -15,6 +15,19 @@
 // permanent neighbour entry for the computer's address and MAC, so unicast DHCP replies reach a
 // computer that has no address yet to answer ARP with. A carrier watch redoes all three (each
 // idempotent) whenever the computer brings the link up.
+//
+// Announcing the link again: the computer learns "connected" from f_ncm's notification, which
+// waits on the interrupt endpoint until the computer opens its interface. Linux's usbnet (6.1
+// stable and later, since "usbnet: Avoid potential RCU stall on LINK_CHANGE event") can lose it
+// when it arrives at the moment of that open: its link worker clears EVENT_LINK_CHANGE after the
+// notification set it again, and the computer's interface stays without carrier (seen in the
+// first-boot VM test about one run in three; the kernel's flags keep EVENT_LINK_CARRIER_ON).
+// The board cannot see the computer open the interface, but a computer with carrier talks at
+// once (IPv6 DAD and router solicitation, DHCP). So while nothing at all has been received since
+// the link came up, the board takes usb0 down and up (f_ncm sends "disconnected", then
+// "connected", now to an open interface) after 5 s, then 10, 20, 40 and every 60 s. A computer
+// whose interface is still down only finds the newest state queued; one that is open and silent
+// sees its carrier blink.
 
 import { createHash } from 'node:crypto';
 import { DhcpServer } from '../../net/dhcp-server';
@@ -33,6 +46,9 @@ export const NcmDefaults = {
   compatibleId: 'WINNCM',
   /** Carrier poll interval. */
   pollMs: 1000,
+  /** First re-announcement of a link nothing was heard on (then doubling up to reannounceMaxMs). */
+  reannounceMs: 5000,
+  reannounceMaxMs: 60_000,
 } as const;
 
 /** usb.gadget.ncm after defaults. */
@@ -96,7 +112,18 @@ export interface NcmLinkOptions {
   readonly ip: IpTool;
   readonly log?: LogFn;
   readonly pollMs?: number;
+  /** Re-announce a link nothing was heard on after this long (0: never). */
+  readonly reannounceMs?: number;
   readonly createDhcp?: (o: DhcpServerOptions) => DhcpLike;
+  /** Clock for the re-announce schedule (tests). */
+  readonly now?: () => number;
+}
+
+/** A link that is up and has not heard from the computer yet. */
+interface QuietLink {
+  since: number;
+  rx: number | undefined;
+  wait: number;
 }
 
 export class NcmLink {
@@ -107,8 +134,9 @@ export class NcmLink {
   private lastCarrier: boolean | undefined;
   private polling = false;
   private warned = false;
-  /** Carrier changes seen, and how often the link was configured. */
-  readonly counters = { linkUps: 0, linkDowns: 0, configured: 0 };
+  private quiet: QuietLink | undefined;
+  /** Carrier changes seen, how often the link was configured and announced again. */
+  readonly counters = { linkUps: 0, linkDowns: 0, configured: 0, reannounced: 0 };
 
   constructor(o: NcmLinkOptions) {
     this.o = o;
@@ -148,6 +176,7 @@ export class NcmLink {
       }
     }
     this.lastCarrier = await ip.carrier(ifname);
+    if (this.lastCarrier === true) await this.listen();
     this.timer = setInterval(() => void this.poll(), this.o.pollMs ?? NcmDefaults.pollMs);
     this.timer.unref();
     this.log(
@@ -168,9 +197,13 @@ export class NcmLink {
         this.counters.linkUps++;
         this.log('info', `ncm: ${ifname} link up (the computer enabled the network function)`);
         await this.configure();
+        await this.listen();
       } else if (c !== true && this.lastCarrier === true) {
         this.counters.linkDowns++;
         this.log('info', `ncm: ${ifname} link down`);
+        this.quiet = undefined;
+      } else if (c === true) {
+        await this.checkQuiet();
       }
       this.lastCarrier = c;
       this.warned = false;
@@ -180,6 +213,44 @@ export class NcmLink {
     } finally {
       this.polling = false;
     }
+  }
+
+  private now(): number {
+    return (this.o.now ?? Date.now)();
+  }
+
+  /** The link just came up: wait to hear from the computer (see the header). */
+  private async listen(): Promise<void> {
+    const first = this.o.reannounceMs ?? NcmDefaults.reannounceMs;
+    this.quiet = first > 0 ? { since: this.now(), rx: await this.o.ip.rxPackets(this.o.ifname), wait: first } : undefined;
+  }
+
+  /** Still nothing received since the link came up: announce it again when its time has come. */
+  private async checkQuiet(): Promise<void> {
+    const q = this.quiet;
+    if (q === undefined) return;
+    const { ifname, ip } = this.o;
+    const rx = await ip.rxPackets(ifname);
+    if (rx === undefined || q.rx === undefined) {
+      q.rx ??= rx;
+      return;
+    }
+    if (rx !== q.rx) {
+      this.quiet = undefined; // the computer talks: its end is up
+      return;
+    }
+    const waited = this.now() - q.since;
+    if (waited < q.wait) return;
+    this.counters.reannounced++;
+    this.log(
+      'info',
+      `ncm: nothing received on ${ifname} ${Math.round(waited / 1000)} s after link up: announcing the link again (${ifname} down and up; a Linux computer can miss the first "connected")`,
+    );
+    await ip.down(ifname);
+    await this.configure();
+    q.since = this.now();
+    q.wait = Math.min(q.wait * 2, NcmDefaults.reannounceMaxMs);
+    q.rx = await ip.rxPackets(ifname);
   }
 
   /** Stops the watch and the DHCP server. The interface itself goes with the gadget. Idempotent. */

@@ -4,6 +4,7 @@ import type { IpTool } from '../../../src/net/ip-tool';
 
 export interface FakeIf {
   up: boolean;
+  rxPackets: number;
   carrier: boolean;
   addresses: Set<string>;
   neighbours: Map<string, string>;
@@ -16,7 +17,7 @@ export class FakeIpTool implements IpTool {
   failNext: string | undefined;
 
   add(name: string): FakeIf {
-    const i: FakeIf = { up: false, carrier: false, addresses: new Set(), neighbours: new Map() };
+    const i: FakeIf = { up: false, rxPackets: 0, carrier: false, addresses: new Set(), neighbours: new Map() };
     this.ifs.set(name, i);
     return i;
   }
@@ -46,6 +47,17 @@ export class FakeIpTool implements IpTool {
   async up(name: string): Promise<void> {
     this.run(`ip link set dev ${name} up`);
     this.get(name).up = true;
+  }
+
+  async down(name: string): Promise<void> {
+    this.run(`ip link set dev ${name} down`);
+    const i = this.get(name);
+    i.up = false;
+    i.neighbours.clear(); // the kernel flushes neighbour entries on down
+  }
+
+  async rxPackets(name: string): Promise<number | undefined> {
+    return this.ifs.get(name)?.rxPackets;
   }
 
   async addAddress(name: string, cidr: string): Promise<void> {

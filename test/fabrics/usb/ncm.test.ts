@@ -140,4 +140,63 @@ test('carrier watch: the computer bringing the link up re-applies up/address/nei
   await link.stop();
 });
 
+test('re-announce: nothing heard after link up -> usb0 down/up at 5, 10, 20 ... 60 s; stops once the computer talks', async () => {
+  const ip = new FakeIpTool();
+  const usb0 = ip.add('usb0');
+  const logs: string[] = [];
+  let now = 1_000_000;
+  const link = new NcmLink({ ifname: 'usb0', plan: planNcm({}, 'S'), ip, createDhcp: recorder().create, log: (l, m) => logs.push(`${l}: ${m}`), pollMs: 60_000, now: () => now });
+  await link.start();
+  usb0.carrier = true;
+  usb0.rxPackets = 7; // counted before the link came up: not "heard"
+  await link.poll(); // rising edge
+  const downs = (): number => ip.commands.filter((c) => c === 'ip link set dev usb0 down').length;
+  now += 4_999;
+  await link.poll();
+  assert.is(downs(), 0, 'not before 5 s');
+  now += 1;
+  await link.poll();
+  assert.is(downs(), 1, 're-announced at 5 s');
+  assert.is(link.counters.reannounced, 1);
+  // Down and up again, configured again (the kernel flushed the neighbour entry on down).
+  assert.ok(usb0.up);
+  assert.is(usb0.neighbours.get('10.55.0.2'), ncmMacs('S').hostMac);
+  assert.ok(logs.some((l) => /^info: ncm: nothing received on usb0 5 s after link up: announcing the link again/.test(l)), logs.join('\n'));
+  const at: number[] = [];
+  for (let t = 0; t < 200_000; t += 1000) {
+    now += 1000;
+    const before = downs();
+    await link.poll();
+    if (downs() > before) at.push(t + 1000);
+  }
+  assert.equal(at.slice(0, 5), [10_000, 30_000, 70_000, 130_000, 190_000], 'then after 10, 20, 40, 60 s');
+  // The computer talks: no more announcements, even after a long silence.
+  usb0.rxPackets++;
+  await link.poll();
+  const n = downs();
+  now += 600_000;
+  await link.poll();
+  assert.is(downs(), n);
+  await link.stop();
+});
+
+test('re-announce: a computer heard from at once is never disturbed; reannounceMs 0 turns it off', async () => {
+  for (const reannounceMs of [undefined, 0]) {
+    const ip = new FakeIpTool();
+    const usb0 = ip.add('usb0');
+    let now = 0;
+    const link = new NcmLink({ ifname: 'usb0', plan: planNcm({}, 'S'), ip, createDhcp: recorder().create, pollMs: 60_000, now: () => now, ...(reannounceMs !== undefined ? { reannounceMs } : {}) });
+    usb0.carrier = true; // already connected when lunbox starts
+    await link.start();
+    if (reannounceMs === undefined) usb0.rxPackets = 3; // router solicitation, DHCP...
+    for (let i = 0; i < 120; i++) {
+      now += 1000;
+      await link.poll();
+    }
+    assert.is(ip.commands.filter((c) => c.endsWith(' down')).length, 0, `reannounceMs ${String(reannounceMs)}`);
+    assert.is(link.counters.reannounced, 0);
+    await link.stop();
+  }
+});
+
 test.run();
