@@ -17,11 +17,9 @@
 import type { LogFn } from '../../util/log';
 import { GadgetError, UsbGadget, nodeConfigFs } from './gadget';
 import type { KernelMscLun } from './gadget';
-import { UsbTargetError, checkUsbLuns, gadgetNcm, gadgetSpec, usbPreflight, usbSetupError } from './usb-target';
+import { UsbTargetError, checkUsbLuns, gadgetNcm, gadgetSpec, startEngineNcm, usbPreflight, usbSetupError } from './usb-target';
 import type { UsbEngineOptions } from './usb-target';
-import { startNcmLink } from './ncm';
 import type { NcmLink, NcmPlan } from './ncm';
-import { nodeIpTool } from '../../net/ip-tool';
 
 export interface KernelUsbOptions extends UsbEngineOptions {
   readonly luns: readonly KernelMscLun[];
@@ -85,13 +83,7 @@ export class KernelUsbTarget {
       await this.gadget.create(); // destroys a leftover gadget of the same name first
       this.udc_ = await this.gadget.bind(udc);
       if (this.ncm) {
-        const { ifname, link } = await startNcmLink(this.gadget, this.ncm, {
-          ip: this.opts.ipTool ?? nodeIpTool(),
-          log: this.log,
-          ...(this.opts.createDhcp ? { createDhcp: this.opts.createDhcp } : {}),
-          ...(this.opts.ncmPollMs !== undefined ? { pollMs: this.opts.ncmPollMs } : {}),
-          ...(this.opts.ncmWaitMs !== undefined ? { waitMs: this.opts.ncmWaitMs } : {}),
-        });
+        const { ifname, link } = await startEngineNcm(this.gadget, this.ncm, this.opts, this.log);
         this.ifname_ = ifname;
         this.ncmLink = link;
       }

@@ -147,6 +147,17 @@ export function gadgetNcm(g: UsbGadgetOptions): NcmPlan | undefined {
   return g.ncm ? planNcm(g.ncm, g.serial ?? hostname()) : undefined;
 }
 
+/** Both engines: once the gadget is bound, address its NCM interface and serve DHCP there. */
+export function startEngineNcm(gadget: UsbGadget, plan: NcmPlan, opts: UsbEngineOptions, log: LogFn): Promise<{ ifname: string; link: NcmLink }> {
+  return startNcmLink(gadget, plan, {
+    ip: opts.ipTool ?? nodeIpTool(),
+    log,
+    ...(opts.createDhcp ? { createDhcp: opts.createDhcp } : {}),
+    ...(opts.ncmPollMs !== undefined ? { pollMs: opts.ncmPollMs } : {}),
+    ...(opts.ncmWaitMs !== undefined ? { waitMs: opts.ncmWaitMs } : {}),
+  });
+}
+
 /**
  * Before touching configfs: load libcomposite (what a board's modules-load would have done;
  * harmless when loaded) and the engine's `modules` when root, then make sure the gadget tree
@@ -319,13 +330,7 @@ export class UsbTarget {
 
   /** The NCM function's interface exists once the gadget is bound: address it, serve DHCP. */
   private async startNcm(plan: NcmPlan): Promise<void> {
-    const { ifname, link } = await startNcmLink(this.gadget, plan, {
-      ip: this.opts.ipTool ?? nodeIpTool(),
-      log: this.log,
-      ...(this.opts.createDhcp ? { createDhcp: this.opts.createDhcp } : {}),
-      ...(this.opts.ncmPollMs !== undefined ? { pollMs: this.opts.ncmPollMs } : {}),
-      ...(this.opts.ncmWaitMs !== undefined ? { waitMs: this.opts.ncmWaitMs } : {}),
-    });
+    const { ifname, link } = await startEngineNcm(this.gadget, plan, this.opts, this.log);
     this.ifname_ = ifname;
     this.ncmLink = link;
   }
