@@ -124,6 +124,8 @@ fi
 # --- 6. clean stop -----------------------------------------------------------------------
 lunbox_stop TERM
 check "SIGTERM: exit status 0" [ "${LUNBOX_RC:-1}" = 0 ]
+grep 'fast path served' "$LUNBOX_LOG" | sed 's/^/  lunbox: /'
+check "the READs were served by the fast path's worker thread" grep -Eq 'fast path served [1-9][0-9]* READs' "$LUNBOX_LOG"
 check "SIGTERM: gadget removed" [ ! -e /sys/kernel/config/usb_gadget/lunbox ]
 check "SIGTERM: FunctionFS unmounted" sh -c "! grep -q functionfs /proc/mounts"
 check "SIGTERM: /dev/$DEV gone" wait_no_sd $DEV

@@ -47,6 +47,14 @@ export interface Backstore extends BackstoreInfo {
    * caller owns it). Lets a read-ahead hit hand over its buffer instead of copying it.
    */
   readOwned?(length: number, position: number): Promise<Buffer>;
+  /**
+   * Optional: the open file descriptor another thread of this process may pread/pwrite
+   * directly (the USB fast path, usb/bot-fast.ts). Before such writes the caller calls
+   * dropReadAhead(), and it writes only while it holds the unit's lease.
+   */
+  directFd?(): number | undefined;
+  /** Optional: forget data read ahead, which a write through directFd() would make stale. */
+  dropReadAhead?(): void;
   /** Write all of `data` at byte `position`. */
   write(data: Buffer, position: number, opts?: WriteOptions): Promise<void>;
   /** Make every completed write durable (fdatasync / fsync). */

@@ -300,6 +300,16 @@ export class FdBackstore implements Backstore {
     setImmediate(start);
   }
 
+  directFd(): number | undefined {
+    return this.handle.fd;
+  }
+
+  dropReadAhead(): void {
+    if (this.prefetch !== undefined) this.prefetch.stale = true;
+    this.prefetch = undefined;
+    this.lastReadEnd = -1;
+  }
+
   /** A write or unmap of [position, position+length) makes an overlapping prefetch stale. */
   private invalidate(position: number, length: number): void {
     const p = this.prefetch;

@@ -4,7 +4,7 @@
 
 import { createHash } from 'node:crypto';
 import type { Backstore } from '../backstores/backstore';
-import { Status, type ScsiCommand, type ScsiResult, type TaskAttribute } from './types';
+import { Status, type Nexus, type ScsiCommand, type ScsiResult, type TaskAttribute } from './types';
 import {
   Asc,
   SenseKey,
@@ -20,7 +20,7 @@ import type { CommandContext, CommandDef } from './command';
 import { commandTable, lookupCommand, type CommandTable } from './commands';
 import { MediaEvent, emptyMedium, isEmptyMedium, type MediaEventCode } from './mmc/mmc';
 import { queueUa } from './unit-attention';
-import { persistentReservationConflict } from './spc/persistent-reservations';
+import { hasPersistentRegistrations, persistentReservationConflict } from './spc/persistent-reservations';
 import { aluaCheck, type AluaGroups } from './spc/alua';
 import { MAX_TRANSFER_BYTES, MAX_UNMAP_BLOCKS, MAX_WRITE_SAME_BLOCKS } from './limits';
 
@@ -237,6 +237,27 @@ class Context implements CommandContext {
   }
 }
 
+/**
+ * A fast path's hold on a unit: a USB worker thread serving plain READ and WRITE for one
+ * nexus straight from the backstore's file descriptor, without the core (usb/bot-fast.ts).
+ * The unit gives it up (revoke) the moment anything that could change those commands'
+ * outcome happens: a command from another nexus, a unit attention for the holder, a medium
+ * change, nexus loss, close. revoke() stops new fast commands at once and resolves when the
+ * one in flight (if any) has finished its backstore I/O.
+ */
+export interface FastPathLease {
+  readonly holder: string;
+  revoke(): Promise<void>;
+}
+
+/** What a fast path may serve for a nexus (fastPathGrant). */
+export interface FastPathGrant {
+  readonly read: true;
+  readonly write: boolean;
+  /** WCE=0: every write must be durable before its status (SBC-3 §5.40, as FUA). */
+  readonly writeThrough: boolean;
+}
+
 export class LogicalUnit {
   readonly options: ResolvedLogicalUnitOptions;
   /** The medium; a CD-ROM swaps it on a medium change (insertMedium / ejectMedium). */
@@ -279,6 +300,8 @@ export class LogicalUnit {
   private readonly nexuses = new Map<string, NexusState>();
   private readonly tasks: Task[] = [];
   private closed = false;
+  /** The fast path serving plain READ/WRITE for one nexus, if any (FastPathLease). */
+  private lease: FastPathLease | undefined;
 
   constructor(opts: LogicalUnitOptions) {
     const bs = opts.backstore;
@@ -379,7 +402,50 @@ export class LogicalUnit {
 
   /** Queue a unit attention for one nexus, by precedence (unit-attention.ts). */
   raiseUa(nexusId: string, asc: AscCode): void {
+    if (this.lease?.holder === nexusId) this.dropLease();
     queueUa(this.nexusState(nexusId).uas, asc);
+  }
+
+  // ---------------------------------------------------------------- fast path lease
+
+  /**
+   * Whether a fast path may serve plain READ (and WRITE) for `nexus` now, with the same
+   * outcome the core would give: the nexus is known and has no unit attention, no other
+   * nexus has a command in the task set, no reservation of either kind, no protection
+   * information, no sanitize condition, the medium is loaded, the port's ALUA state is active,
+   * and a disk (a CD-ROM changes its disc under management). Undefined when not.
+   */
+  fastPathGrant(nexus: Nexus, mapReadOnly: boolean): FastPathGrant | undefined {
+    if (this.closed || this.isCdrom || this.condition !== undefined || this.protectionType !== 0 || !this.mediumLoaded) return undefined;
+    const state = this.nexuses.get(nexus.id);
+    if (state === undefined || state.uas.length > 0) return undefined;
+    if (this.reservationHolder !== undefined || hasPersistentRegistrations(this)) return undefined;
+    if (this.alua !== undefined) {
+      const a = this.alua.stateOf(nexus.relativeTargetPortId);
+      if (a !== 'active/optimized' && a !== 'active/non-optimized') return undefined;
+    }
+    if (this.tasks.some((t) => t.nexusId !== nexus.id)) return undefined;
+    const write = !(mapReadOnly || this.options.readOnly || this.softwareWriteProtect || this.backstore.readOnly);
+    return { read: true, write, writeThrough: !this.writeCacheEnabled };
+  }
+
+  /** Hand the unit to a fast path (after fastPathGrant said yes); replaces any earlier lease. */
+  grantLease(lease: FastPathLease): void {
+    if (this.lease !== undefined && this.lease !== lease) this.dropLease();
+    this.lease = lease;
+  }
+
+  /** The current lease, if any (tests, console). */
+  get fastLease(): FastPathLease | undefined {
+    return this.lease;
+  }
+
+  /** Take the lease back: no new fast command starts; resolves when the one in flight is done. */
+  dropLease(): Promise<void> {
+    const l = this.lease;
+    if (l === undefined) return Promise.resolve();
+    this.lease = undefined;
+    return l.revoke();
   }
 
   /** Queue a unit attention for every nexus that has talked to this unit (except `except`). */
@@ -481,6 +547,7 @@ export class LogicalUnit {
   insertMedium(medium: Backstore, opts: { force?: boolean } = {}): MediumChange {
     if (!this.isCdrom) throw new RangeError(`${this.name}: only a cdrom unit changes its medium`);
     const forced = this.checkRemoval(opts.force === true);
+    void this.dropLease();
     const previous = this.mediumPresent ? this.backstore : undefined;
     this.backstore = medium;
     this.mediumPresent = !isEmptyMedium(medium);
@@ -494,6 +561,7 @@ export class LogicalUnit {
   ejectMedium(opts: { force?: boolean } = {}): MediumChange {
     if (!this.isCdrom) throw new RangeError(`${this.name}: only a cdrom unit ejects its medium`);
     const forced = this.checkRemoval(opts.force === true);
+    void this.dropLease();
     const previous = this.mediumPresent ? this.backstore : undefined;
     if (previous) this.mediaEvent = MediaEvent.MEDIA_REMOVAL;
     this.backstore = emptyMedium(this.name);
@@ -523,6 +591,7 @@ export class LogicalUnit {
   async nexusReset(nexusId: string, lost: boolean): Promise<void> {
     const aborted = this.abortWhere((t) => t.nexusId === nexusId);
     if (this.reservationHolder === nexusId) this.reservationHolder = undefined;
+    if (lost && this.lease?.holder === nexusId) void this.dropLease();
     if (lost) this.nexuses.delete(nexusId);
     else {
       const s = this.nexusState(nexusId);
@@ -598,6 +667,10 @@ export class LogicalUnit {
    * Never throws: unexpected exceptions become HARDWARE ERROR / INTERNAL TARGET FAILURE.
    */
   execute(cmd: ScsiCommand, mapReadOnly = false): Promise<ScsiResult> {
+    // Another nexus: the fast path stops first, so this command sees every write it did.
+    if (this.lease !== undefined && this.lease.holder !== cmd.nexus.id) {
+      return this.dropLease().then(() => this.execute(cmd, mapReadOnly));
+    }
     if (this.closed) return Promise.resolve(this.senseResult({ key: SenseKey.NOT_READY, asc: Asc.LUN_NOT_READY_CAUSE_NOT_REPORTABLE }));
     const cdb = cmd.cdb;
     const opcode = cdb[0] ?? 0;
@@ -740,6 +813,7 @@ export class LogicalUnit {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.dropLease();
     await this.settle(this.abortWhere(() => true));
     await this.backstore.close();
   }

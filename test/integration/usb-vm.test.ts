@@ -63,6 +63,7 @@ test('lunbox USB mass storage works with the Linux usb-storage driver (QEMU VM, 
     /PASS: ACM console: \/dev\/ttyACM0/,
     /PASS: restart after kill -9/,
     /PASS: SIGTERM: gadget removed/,
+    /PASS: the READs were served by the fast path's worker thread/,
   ]) {
     assert.match(out, check);
   }

@@ -287,6 +287,13 @@ export interface BotOptions {
   readonly pipelineStatus?: boolean;
   /** Called with every outcome (logging, tests). */
   readonly onOutcome?: (o: BotOutcome) => void;
+  /**
+   * Someone else reads the CBWs (the USB fast path's worker) and hands the ones it does not
+   * serve to serveCbw(): enable() does not start the read loop. Default false.
+   */
+  readonly externalCbws?: boolean;
+  /** Called when a Bulk-Only Mass Storage Reset is performed. */
+  readonly onReset?: () => void;
 }
 
 export type BotOutcome =
@@ -432,6 +439,8 @@ export class BotFunction {
   private readonly port: ScsiPort;
   private readonly nexus: Nexus;
   private readonly onOutcome: ((o: BotOutcome) => void) | undefined;
+  private readonly onReset: (() => void) | undefined;
+  private externalCbws: boolean;
   /** Last sense per LUN, kept until REQUEST SENSE or the next command for that LUN. */
   private readonly heldSense = new Map<number, Buffer>();
   private state_: BotState = 'disabled';
@@ -460,6 +469,8 @@ export class BotFunction {
     this.port = opts.port;
     this.nexus = opts.nexus;
     this.onOutcome = opts.onOutcome;
+    this.onReset = opts.onReset;
+    this.externalCbws = opts.externalCbws ?? false;
   }
 
   private static checkMps(mps: number): number {
@@ -483,15 +494,28 @@ export class BotFunction {
     return [...this.heldSense.keys()];
   }
 
+  /** Whether REQUEST SENSE for `lun` would be answered from held sense. */
+  holdsSense(lun: number): boolean {
+    return this.heldSense.has(lun);
+  }
+
+  /** Read CBWs again itself (the external reader is gone); starts the loop when enabled. */
+  readCbws(): void {
+    this.externalCbws = false;
+    if (this.state_ !== 'disabled' && !this.running) this.startLoop();
+  }
+
+  private startLoop(): void {
+    this.running = this.loop().finally(() => {
+      this.running = undefined;
+    });
+  }
+
   /** FUNCTIONFS_ENABLE: start serving CBWs at the negotiated speed's packet size. */
   enable(maxPacketSize?: number): void {
     if (maxPacketSize !== undefined) this.mps = BotFunction.checkMps(maxPacketSize);
     if (this.state_ === 'disabled') this.state_ = 'ready';
-    if (!this.running) {
-      this.running = this.loop().finally(() => {
-        this.running = undefined;
-      });
-    }
+    if (!this.running && !this.externalCbws) this.startLoop();
   }
 
   /**
@@ -528,6 +552,7 @@ export class BotFunction {
     }
     if (this.state_ === 'needs-reset') this.state_ = 'ready';
     this.wakeResetWaiters();
+    this.onReset?.();
   }
 
   private wakeResetWaiters(): void {
@@ -587,6 +612,17 @@ export class BotFunction {
     }
     // State may have moved while the read was pending (narrowing cannot know).
     if ((this.state_ as BotState) === 'disabled') return { kind: 'stopped' };
+    return this.serveCbw(buf);
+  }
+
+  /**
+   * Serve one CBW read by someone else (externalCbws): check it, run it, move its data over
+   * the endpoints and send its CSW. After an invalid CBW the state is 'needs-reset': call
+   * serveOne() to wait for Reset Recovery. Never throws.
+   */
+  async serveCbw(buf: Buffer): Promise<BotOutcome> {
+    if (this.state_ === 'disabled') return { kind: 'stopped' };
+    if (this.state_ === 'needs-reset') return this.awaitResetRecovery();
     const check = checkCbw(buf, this.lunCount);
     if (check.kind !== 'ok') return this.refuseCbw(check.problem, buf.length);
     return this.runCommand(check.cbw);

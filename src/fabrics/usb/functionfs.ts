@@ -363,6 +363,19 @@ export class FfsEndpoints implements BotEndpoints {
     return this.halt(this.outFd, () => this.io.write(this.outFd, Buffer.alloc(0), 0, 0), 'bulk-OUT');
   }
 
+  /**
+   * Put bytes back in front of the bulk-OUT stream: the next readOut returns them first (the
+   * fast path's worker read a WRITE's data, then handed the command to the core).
+   */
+  unread(data: Buffer): void {
+    this.leftover = this.leftover ? Buffer.concat([data, this.leftover]) : data;
+  }
+
+  /** A kernel read abandoned by cancel() is still queued: the next readOut adopts it. */
+  get hasOrphan(): boolean {
+    return this.orphan !== undefined;
+  }
+
   /** Abandon the JS side of every pending transfer (see the header: the kernel keeps reads). */
   cancel(): void {
     const c = this.cancelled;

@@ -20,6 +20,7 @@ import { TargetPort } from '../../scsi/port';
 import type { LogicalUnit, LunMapEntry } from '../../scsi/index';
 import type { LogFn } from '../../util/log';
 import { BotFunction, usbNexus } from './bot';
+import { BotFastPath } from './bot-fast';
 import type { BotEndpoints, BotOutcome } from './bot';
 import type { ScsiPort } from '../../scsi/types';
 import { serveEp0 } from './ep0-events';
@@ -88,6 +89,11 @@ export interface UsbTargetOptions extends UsbEngineOptions {
   readonly chunkSize?: number;
   /** FunctionFS mount point; default /dev/ffs-<name>. */
   readonly mountPoint?: string;
+  /**
+   * Serve plain READ and WRITE in a worker thread that owns the bulk endpoints (bot-fast.ts).
+   * Default true with the real FunctionFS; LUNBOX_USB_FASTPATH=0 in the environment turns it off.
+   */
+  readonly fastPath?: boolean;
   // FunctionFS injection points for tests (defaults: the real system).
   readonly ffsIo?: FfsIo;
   readonly procMounts?: string;
@@ -222,6 +228,7 @@ export class UsbTarget {
   private readonly configfsRoot: string;
   private readonly entries: readonly LunMapEntry[];
   private bot: BotFunction | undefined;
+  private fast: BotFastPath | undefined;
   private ep0Loop: Promise<unknown> | undefined;
   private stopping = false;
   private started = false;
@@ -295,7 +302,8 @@ export class UsbTarget {
       await this.gadget.create(); // destroys a leftover gadget of the same name first
       await this.ffs.mount();
       await this.ffs.writeDescriptors(encodeBotDescriptors(), encodeBotStrings(this.opts.gadget.product ?? 'lunbox mass storage'));
-      let endpoints: BotEndpoints = await this.ffs.openEndpoints();
+      const ffsEndpoints = await this.ffs.openEndpoints();
+      let endpoints: BotEndpoints = ffsEndpoints;
       let port: ScsiPort = new TargetPort({ lunMap: () => this.entries });
       if (process.env['LUNBOX_USB_PROFILE']) {
         this.profile = new UsbProfile();
@@ -303,16 +311,27 @@ export class UsbTarget {
         port = this.profile.port(port);
       }
       const lunCount = (this.entries[this.entries.length - 1]?.lun ?? 0) + 1;
+      const nexus = usbNexus({ gadget: this.gadget.spec.name, udc });
+      // The fast path needs the real endpoint files (its worker does blocking I/O on them).
+      const fast =
+        this.opts.fastPath !== false && process.env['LUNBOX_USB_FASTPATH'] !== '0' && this.opts.ffsIo === undefined && !this.profile;
       const bot = new BotFunction({
         port,
-        nexus: usbNexus({ gadget: this.gadget.spec.name, udc }),
+        nexus,
         endpoints,
         lunCount,
         ...(this.opts.chunkSize !== undefined ? { chunkSize: this.opts.chunkSize } : {}),
-        pipelineStatus: true,
+        // With the fast path the core's CSW must be out before the worker writes again.
+        pipelineStatus: !fast,
+        externalCbws: fast,
+        onReset: () => this.fast?.reset(),
         onOutcome: (o) => this.outcome(o),
       });
       this.bot = bot;
+      if (fast) {
+        this.fast = new BotFastPath({ bot, endpoints: ffsEndpoints, entries: this.entries, nexus, lunCount, onOutcome: (o) => this.outcome(o), log: this.log });
+        this.fast.start();
+      }
       this.udc_ = await this.gadget.bind(udc);
       this.ep0Loop = serveEp0(this.ffs.ep0, this.ep0Handler(bot, udc), () => this.stopping).then((err) => {
         if (err !== undefined && !this.stopping) this.log('error', `usb: ep0 loop ended: ${(err as Error).message ?? String(err)}`);
@@ -320,7 +339,11 @@ export class UsbTarget {
       });
       if (this.ncm) await this.startNcm(this.ncm);
       this.started = true;
-      const extras = [this.gadget.spec.acmInstance !== false ? ', ACM console' : '', this.ifname_ ? `, NCM network ${this.ifname_}` : ''].join('');
+      const extras = [
+        this.gadget.spec.acmInstance !== false ? ', ACM console' : '',
+        this.ifname_ ? `, NCM network ${this.ifname_}` : '',
+        this.fast ? ', READ/WRITE fast path in a worker thread' : '',
+      ].join('');
       this.log('info', `usb: gadget ${this.gadget.spec.name} bound to ${udc}: ${this.entries.length} LUN(s), FunctionFS at ${this.ffs.mountPoint}${extras}`);
     } catch (e) {
       await this.teardown().catch(() => undefined);
@@ -343,8 +366,10 @@ export class UsbTarget {
           this.counters.enables++;
           this.log('debug', `usb: ENABLE at ${speed ?? 'unknown'} speed (bulk packets of ${mps} bytes)`);
           bot.enable(mps);
+          this.fast?.enable(mps);
         } else if (kind === 'disable' || kind === 'unbind') {
           this.log('debug', `usb: ${kind.toUpperCase()}`);
+          this.fast?.disable();
           await bot.disable();
         }
       },
@@ -402,6 +427,13 @@ export class UsbTarget {
         .filter((x) => x.stats !== undefined)
         .map((x) => `LUN ${x.lun} read-ahead ${JSON.stringify(x.stats)}`);
       this.log('info', `usb profile: ${this.profile.summary()}${ra.length > 0 ? '; ' + ra.join('; ') : ''}`);
+    }
+    if (this.fast) {
+      const f = this.fast;
+      const c = f.counters;
+      this.log('info', `usb: fast path served ${c.reads} READs and ${c.writes} WRITEs (${c.mib} MiB), handed ${c.forwarded} commands to the core`);
+      await step('fast path', () => f.stop());
+      this.fast = undefined;
     }
     if (this.bot) await step('disable', () => (this.bot as BotFunction).disable());
     if (this.ep0Loop) {

@@ -1,0 +1,343 @@
+// The USB fast path's worker thread: it owns the bulk endpoints, reads every CBW itself and
+// serves plain READ(10/16) and WRITE(10/16) straight between the endpoint files and the
+// backstore's file descriptor, with blocking I/O on one thread (as the kernel's
+// f_mass_storage does in its own thread). Everything else goes to the main thread's
+// Bulk-Only Transport machine and SCSI core (bot-fast.ts), with the worker stopped until the
+// main thread says go on.
+//
+// Why: on the main thread a READ costs a threadpool wake-up for the CBW, the event loop, the
+// whole BOT/SCSI path with its promises, and another wake-up for the write. On a slow CPU
+// (a Pi Zero, or QEMU's TCG emulation) that is milliseconds per command; here it is a few
+// syscalls and a few dozen lines of JavaScript, with buffers reused so no page is faulted in.
+//
+// What the worker may serve is decided by the main thread, per LUN, in shared memory (the
+// lease, see bot-fast.ts and LogicalUnit.fastPathGrant): read, write, the file descriptor,
+// block size and count. The worker only ever answers GOOD. Whatever it cannot serve exactly
+// as the core would (other opcodes, any flag but DPO/FUA, a length that does not match the
+// host's, a range beyond the end, a failed pread or pwrite, a short data-out, a lease taken
+// back meanwhile) is handed over unchanged, with the data-out already read, and the core
+// gives the real answer.
+//
+// These functions run in the worker from their source text (fastWorkerSource): they use
+// only their arguments, `require` and literals.
+
+/** Indices into the shared Int32Array (the control block), then the leases. */
+export const Ctl = {
+  /** Non-zero: the worker may read CBWs (the value is the main thread's epoch). 0: it waits. */
+  GO: 0,
+  /** 1 while the worker does backstore I/O under a lease. */
+  BUSY: 1,
+  /** Bumped by every Bulk-Only Mass Storage Reset: a transfer that spans one is abandoned. */
+  RESET: 2,
+  /** 1: the worker returns. */
+  STOP: 3,
+  /** Bulk max packet size of the current speed. */
+  MPS: 4,
+  FAST_READS: 5,
+  FAST_WRITES: 6,
+  FORWARDED: 7,
+  /** MiB moved by the fast path, and the bytes of the MiB not yet full. */
+  MIB: 8,
+  BYTES: 9,
+  LEASES: 16,
+} as const;
+
+/** Per-LUN lease fields, from Ctl.LEASES + lun × LEASE_STRIDE. */
+export const Lease = { FLAGS: 0, FD: 1, BLOCK_SIZE: 2, BLOCKS_LO: 3, BLOCKS_HI: 4, MAX_BLOCKS: 5 } as const;
+export const LEASE_STRIDE = 8;
+export const LeaseFlag = { READ: 1, WRITE: 2, WRITE_THROUGH: 4 } as const;
+export const CTL_WORDS = Ctl.LEASES + 16 * LEASE_STRIDE;
+
+/** One command the fast path serves, from planFast. */
+export interface FastPlan {
+  readonly write: boolean;
+  readonly lun: number;
+  readonly tag: number;
+  readonly fd: number;
+  /** Byte offset in the backstore. */
+  readonly position: number;
+  readonly bytes: number;
+  /** Make the write durable before the CSW (FUA, or the unit's write cache is off). */
+  readonly sync: boolean;
+}
+
+/**
+ * The fast plan for a CBW, or undefined when the core must answer it. Only a valid and
+ * meaningful CBW (BOT §6.2) for a leased LUN carrying READ(10)/(16) or WRITE(10)/(16) with
+ * no field but DPO and FUA set, a non-zero length within the lease's capacity and maximum
+ * transfer, whose byte count and direction are exactly the host's (case 6 or 12), and at most
+ * `maxBytes`.
+ */
+export function planFast(b: Uint8Array, n: number, lunCount: number, ctl: Int32Array, maxBytes: number): FastPlan | undefined {
+  if (n !== 31) return undefined;
+  // dCBWSignature 'USBC', little-endian.
+  if (b[0] !== 0x55 || b[1] !== 0x53 || b[2] !== 0x42 || b[3] !== 0x43) return undefined;
+  const flags = b[12] as number;
+  const lun = b[13] as number;
+  const cbLength = b[14] as number;
+  if ((flags & 0x7f) !== 0 || lun >= lunCount || cbLength > 16) return undefined;
+  const c = 15;
+  const op = b[c] as number;
+  let lba: number;
+  let blocks: number;
+  if (op === 0x28 || op === 0x2a) {
+    // READ(10)/WRITE(10): GROUP NUMBER (byte 6) and CONTROL (byte 9) must be zero.
+    if (cbLength < 10 || b[c + 6] !== 0 || b[c + 9] !== 0) return undefined;
+    lba = (((b[c + 2] as number) << 24) | ((b[c + 3] as number) << 16) | ((b[c + 4] as number) << 8) | (b[c + 5] as number)) >>> 0;
+    blocks = ((b[c + 7] as number) << 8) | (b[c + 8] as number);
+  } else if (op === 0x88 || op === 0x8a) {
+    // READ(16)/WRITE(16): GROUP NUMBER (byte 14) and CONTROL (byte 15) must be zero.
+    if (cbLength < 16 || b[c + 14] !== 0 || b[c + 15] !== 0) return undefined;
+    const hi = (((b[c + 2] as number) << 24) | ((b[c + 3] as number) << 16) | ((b[c + 4] as number) << 8) | (b[c + 5] as number)) >>> 0;
+    const lo = (((b[c + 6] as number) << 24) | ((b[c + 7] as number) << 16) | ((b[c + 8] as number) << 8) | (b[c + 9] as number)) >>> 0;
+    if (hi >= 0x200000) return undefined; // beyond 2^53: no backstore is that big
+    lba = hi * 4294967296 + lo;
+    blocks = ((((b[c + 10] as number) << 24) | ((b[c + 11] as number) << 16) | ((b[c + 12] as number) << 8) | (b[c + 13] as number)) >>> 0);
+  } else {
+    return undefined;
+  }
+  const write = op === 0x2a || op === 0x8a;
+  // Byte 1: RDPROTECT/WRPROTECT (7:5) must be 0 (no protection information here), DPO (4) and
+  // FUA (3) are allowed, the rest is reserved or obsolete.
+  const b1 = b[c + 1] as number;
+  if ((b1 & ~0x18) !== 0 || blocks === 0) return undefined;
+  const at = 16 + lun * 8; // Ctl.LEASES + lun × LEASE_STRIDE
+  const lease = Atomics.load(ctl, at);
+  if ((lease & (write ? 2 : 1)) === 0) return undefined;
+  const blockSize = ctl[at + 2] as number;
+  const capacity = ((ctl[at + 3] as number) >>> 0) + ((ctl[at + 4] as number) >>> 0) * 4294967296;
+  if (lba + blocks > capacity || blocks > (ctl[at + 5] as number)) return undefined;
+  const bytes = blocks * blockSize;
+  const hostLength = ((b[8] as number) | ((b[9] as number) << 8) | ((b[10] as number) << 16) | ((b[11] as number) << 24)) >>> 0;
+  if (bytes !== hostLength || bytes > maxBytes) return undefined;
+  if (((flags & 0x80) !== 0) === write) return undefined; // the host moves data the other way
+  const tag = ((b[4] as number) | ((b[5] as number) << 8) | ((b[6] as number) << 16) | ((b[7] as number) << 24)) >>> 0;
+  const sync = write && ((b1 & 0x08) !== 0 || (lease & 4) !== 0);
+  return { write, lun, tag, fd: ctl[at + 1] as number, position: lba * blockSize, bytes, sync };
+}
+
+/** What the worker is started with. */
+export interface FastWorkerData {
+  readonly ctl: SharedArrayBuffer;
+  readonly inFd: number;
+  readonly outFd: number;
+  readonly lunCount: number;
+  /** Largest single endpoint transfer to try (halved on ENOMEM, down to 16 KiB). */
+  readonly maxTransfer: number;
+  /** Largest command the worker serves (its buffer grows to this). */
+  readonly maxBytes: number;
+}
+
+/** Messages from the worker. */
+export type FastWorkerMessage =
+  /** A CBW for the core, and for a WRITE the data-out already taken off the pipe. */
+  | { readonly t: 'cbw'; readonly cbw: Uint8Array; readonly data?: Uint8Array }
+  /** Endpoint I/O failed: the worker waits for the next go. */
+  | { readonly t: 'io-error'; readonly code: string; readonly message: string; readonly paused: boolean };
+
+/** The worker's loop (runs in the worker thread). */
+export function fastWorkerMain(plan: typeof planFast): void {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const fs = require('node:fs') as typeof import('node:fs');
+  const wt = require('node:worker_threads') as typeof import('node:worker_threads');
+  const data0 = wt.workerData as FastWorkerData;
+  const port = wt.parentPort as import('node:worker_threads').MessagePort;
+  const ctl = new Int32Array(data0.ctl);
+  const GO = 0;
+  const BUSY = 1;
+  const RESET = 2;
+  const STOP = 3;
+  const MPS = 4;
+  const { inFd, outFd, lunCount, maxBytes } = data0;
+  let maxTransfer = data0.maxTransfer;
+  const MIN_TRANSFER = 16 * 1024;
+  const cbw = Buffer.alloc(1024);
+  const csw = Buffer.alloc(13);
+  csw.writeUInt32LE(0x53425355, 0);
+  let buf = Buffer.allocUnsafe(128 * 1024);
+  /** A CBW already read (a data-out read that a reset turned into the next CBW). */
+  let pending: Buffer | undefined;
+
+  const errno = (e: unknown): string => {
+    const x = e as { code?: unknown; errno?: unknown };
+    if (typeof x.code === 'string' && !x.code.startsWith('Unknown')) return x.code;
+    return typeof x.errno === 'number' ? `errno ${-x.errno}` : 'EIO';
+  };
+  const shrink = (size: number): boolean => {
+    if (size <= MIN_TRANSFER) return false;
+    maxTransfer = Math.max(MIN_TRANSFER, Math.floor(Math.min(size, maxTransfer) / 2 / MIN_TRANSFER) * MIN_TRANSFER);
+    return true;
+  };
+  /** Stop and tell the main thread; it sends go again with the next ENABLE. */
+  const ioError = (e: unknown, go: number): void => {
+    const paused = Atomics.compareExchange(ctl, GO, go, 0) === go;
+    port.postMessage({ t: 'io-error', code: errno(e), message: e instanceof Error ? e.message : String(e), paused });
+  };
+  const forward = (n: number, data?: Buffer): void => {
+    Atomics.store(ctl, GO, 0);
+    Atomics.add(ctl, 7, 1);
+    const msg: FastWorkerMessage = data ? { t: 'cbw', cbw: Uint8Array.from(cbw.subarray(0, n)), data: Uint8Array.from(data) } : { t: 'cbw', cbw: Uint8Array.from(cbw.subarray(0, n)) };
+    port.postMessage(msg);
+  };
+  const unbusy = (): void => {
+    Atomics.store(ctl, BUSY, 0);
+    Atomics.notify(ctl, BUSY);
+  };
+  const count = (slot: number, bytes: number): void => {
+    Atomics.add(ctl, slot, 1);
+    const b = Atomics.add(ctl, 9, bytes) + bytes;
+    if (b >= 1048576) {
+      Atomics.sub(ctl, 9, 1048576 * Math.floor(b / 1048576));
+      Atomics.add(ctl, 8, Math.floor(b / 1048576));
+    }
+  };
+  /** One bulk-IN transfer of bytes [off, off+len) of `from`, plus the CSW when given; ENOMEM splits. */
+  const writeIn = (from: Buffer, off: number, len: number, withCsw: boolean): void => {
+    let done = 0;
+    while (done < len || (withCsw && done === len)) {
+      const piece = Math.min(len - done, maxTransfer);
+      const last = done + piece === len;
+      try {
+        if (last && withCsw) {
+          const n = fs.writevSync(inFd, piece > 0 ? [from.subarray(off + done, off + done + piece), csw] : [csw]);
+          if (n !== piece + 13) throw new Error(`bulk-IN write of ${piece + 13} bytes took ${n}`);
+          return;
+        }
+        const n = fs.writeSync(inFd, from, off + done, piece);
+        if (n !== piece) throw new Error(`bulk-IN write of ${piece} bytes took ${n}`);
+      } catch (e) {
+        if (errno(e) === 'ENOMEM' && shrink(piece)) continue;
+        throw e;
+      }
+      done += piece;
+    }
+  };
+
+  const serveRead = (p: FastPlan, n: number): void => {
+    Atomics.store(ctl, BUSY, 1);
+    // The lease is checked again now that BUSY is set: a revoke either saw BUSY or this sees it.
+    if ((Atomics.load(ctl, 16 + p.lun * 8) & 1) === 0) {
+      unbusy();
+      forward(n);
+      return;
+    }
+    if (buf.length < p.bytes) buf = Buffer.allocUnsafe(p.bytes);
+    try {
+      let got = 0;
+      while (got < p.bytes) {
+        const r = fs.readSync(p.fd, buf, got, p.bytes - got, p.position + got);
+        if (r === 0) throw new Error('end of file');
+        got += r;
+      }
+    } catch {
+      // The core reads it again and answers (MEDIUM ERROR, logged, if it fails there too).
+      unbusy();
+      forward(n);
+      return;
+    }
+    unbusy();
+    csw.writeUInt32LE(p.tag, 4);
+    csw.writeUInt32LE(0, 8);
+    csw[12] = 0;
+    const mps = ctl[MPS] as number;
+    // The CSW rides on the data's last transfer when the data ends on a packet boundary (BOT
+    // case 6, as bot.ts does); else it would share the data's short packet.
+    if (p.bytes % mps === 0) writeIn(buf, 0, p.bytes, true);
+    else {
+      writeIn(buf, 0, p.bytes, false);
+      writeIn(csw, 0, 0, true);
+    }
+    count(5, p.bytes);
+  };
+
+  /** Returns false when a reset intervened (the command is gone; `pending` may hold the next CBW). */
+  const serveWrite = (p: FastPlan, n: number, resetAt: number): boolean => {
+    if (buf.length < p.bytes) buf = Buffer.allocUnsafe(p.bytes);
+    let got = 0;
+    while (got < p.bytes) {
+      const ask = Math.min(p.bytes - got, maxTransfer);
+      let r: number;
+      try {
+        r = fs.readSync(outFd, buf, got, ask, null);
+      } catch (e) {
+        if (errno(e) === 'ENOMEM' && shrink(ask)) continue;
+        throw e;
+      }
+      if (Atomics.load(ctl, RESET) !== resetAt) {
+        // Reset Recovery happened while this read waited: what it got is the next CBW.
+        if (r > 0 && r <= 1024) pending = Buffer.from(buf.subarray(got, got + r));
+        return false;
+      }
+      got += r;
+      if (r < ask) break; // a short packet: the host sent less than it said
+    }
+    if (got < p.bytes) {
+      forward(n, buf.subarray(0, got));
+      return true;
+    }
+    Atomics.store(ctl, BUSY, 1);
+    if ((Atomics.load(ctl, 16 + p.lun * 8) & 2) === 0) {
+      unbusy();
+      forward(n, buf.subarray(0, got));
+      return true;
+    }
+    try {
+      let put = 0;
+      while (put < p.bytes) put += fs.writeSync(p.fd, buf, put, p.bytes - put, p.position + put);
+      if (p.sync) fs.fdatasyncSync(p.fd);
+    } catch {
+      // The core writes it again from the same data and answers (MEDIUM ERROR if it fails too).
+      unbusy();
+      forward(n, buf.subarray(0, got));
+      return true;
+    }
+    unbusy();
+    csw.writeUInt32LE(p.tag, 4);
+    csw.writeUInt32LE(0, 8);
+    csw[12] = 0;
+    writeIn(csw, 0, 0, true);
+    count(6, p.bytes);
+    return true;
+  };
+
+  for (;;) {
+    if (Atomics.load(ctl, STOP) !== 0) return;
+    const go = Atomics.load(ctl, GO);
+    if (go === 0) {
+      Atomics.wait(ctl, GO, 0);
+      continue;
+    }
+    let n: number;
+    try {
+      if (pending !== undefined) {
+        n = pending.copy(cbw);
+        pending = undefined;
+      } else {
+        n = fs.readSync(outFd, cbw, 0, ctl[MPS] as number, null);
+      }
+    } catch (e) {
+      ioError(e, go);
+      continue;
+    }
+    if (Atomics.load(ctl, STOP) !== 0) return;
+    const p = plan(cbw, n, lunCount, ctl, maxBytes);
+    if (p === undefined) {
+      forward(n);
+      continue;
+    }
+    const resetAt = Atomics.load(ctl, RESET);
+    try {
+      if (p.write) serveWrite(p, n, resetAt);
+      else serveRead(p, n);
+    } catch (e) {
+      unbusy();
+      ioError(e, go);
+    }
+  }
+}
+
+/** The worker's source text: planFast and the loop, self-contained. */
+export function fastWorkerSource(): string {
+  // A bundler may wrap functions in a naming helper (__name): give the worker a no-op one.
+  return `"use strict";\nvar __name = (f) => f;\n(${fastWorkerMain.toString()})((${planFast.toString()}));\n`;
+}
