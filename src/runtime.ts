@@ -655,7 +655,7 @@ export class Runtime {
         if (!unit) throw new Error(`usb: LUN ${l.lun} names backstore '${l.backstore}' which is not defined`);
         return { lun: l.lun, unit, ...(l.readOnly ? { readOnly: true } : {}) };
       });
-      target = new UsbTarget({ gadget, luns, log: this.logger.log, ...sys });
+      target = new UsbTarget({ gadget, luns, log: this.logger.log, ...(u.fastPath === false ? { fastPath: false } : {}), ...sys });
     }
     const exported = new Map<string, number[]>();
     for (const l of [...u.luns].sort((x, y) => x.lun - y.lun)) exported.set(l.backstore, [...(exported.get(l.backstore) ?? []), l.lun]);
@@ -677,6 +677,7 @@ export class Runtime {
     const out: string[] = [];
     if (this.usbDown) out.push('the gadget was down after a failed change');
     if ((a?.engine ?? 'userspace') !== (b?.engine ?? 'userspace')) out.push(`engine ${b?.engine ?? 'userspace'}`);
+    if ((a?.fastPath ?? true) !== (b?.fastPath ?? true)) out.push(`fast path ${b?.fastPath === false ? 'off' : 'on'}`);
     const ga: Readonly<Record<string, unknown>> = a?.gadget ?? {};
     const gb: Readonly<Record<string, unknown>> = b?.gadget ?? {};
     for (const k of new Set([...Object.keys(ga), ...Object.keys(gb)])) {

@@ -153,6 +153,11 @@ export interface UsbConfig {
    * (the kernel's mass_storage function via configfs; file and block backstores only).
    */
   engine?: 'userspace' | 'kernel';
+  /**
+   * Userspace engine: serve plain READ and WRITE in a worker thread that owns the bulk endpoints,
+   * under a lease from the SCSI core (README "USB mass storage"). Default true.
+   */
+  fastPath?: boolean;
   /** Up to 16 LUNs (Get Max LUN). */
   luns: { lun: number; backstore: string; readOnly?: boolean }[];
 }

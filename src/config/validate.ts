@@ -18,7 +18,7 @@ const KEYS = {
   backstore: ['name', 'type', 'size', 'path', 'readOnly', 'blockSize', 'writeCache', 'vendor', 'product', 'revision', 'serial', 'thinProvisioning', 'removable', 'physicalBlockSize', 'protection', 'sanitizeRate', 'cdrom'],
   iscsi: ['portals', 'discoveryAuth', 'targets', 'alua', 'portGroups'],
   portGroup: ['id', 'state', 'ports', 'preferred'],
-  usb: ['gadget', 'engine', 'luns'],
+  usb: ['gadget', 'engine', 'fastPath', 'luns'],
   usbGadget: ['name', 'vendorId', 'productId', 'manufacturer', 'product', 'serial', 'udc', 'acm', 'maxPower', 'ncm'],
   ncm: ['address', 'dhcp', 'leaseTime', 'deviceMac', 'hostMac'],
   usbLun: ['lun', 'backstore', 'readOnly'],
@@ -520,6 +520,7 @@ function checkUsb(c: Checker, v: unknown, backstores: ReadonlySet<string> | unde
   const o = c.object(v, 'usb', KEYS.usb, ['luns']);
   if (!o) return;
   const engine = c.oneOf(o.engine, 'usb.engine', USB_ENGINES);
+  c.bool(o.fastPath, 'usb.fastPath');
   if (o.gadget !== undefined) {
     const g = c.object(o.gadget, 'usb.gadget', KEYS.usbGadget, []);
     if (g) {

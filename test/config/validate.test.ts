@@ -78,6 +78,7 @@ test('usb: LUNs 0..15 naming known backstores, gadget keys checked', () => {
   expectIssue((c) => (c.usb.luns[0].backstore = 'nope'), 'REFERENCE', 'usb.luns[0].backstore', "no backstore named 'nope'");
   expectIssue((c) => (c.usb.gadget.idVendor = 1), 'UNKNOWN_KEY', 'usb.gadget.idVendor', 'vendorId');
   expectIssue((c) => (c.usb.gadget.maxPower = 900), 'RANGE', 'usb.gadget.maxPower', '2..500');
+  expectIssue((c) => (c.usb.fastPath = 'off'), 'TYPE', 'usb.fastPath', 'true or false');
 });
 
 test('ALUA port groups cover every relative port once, with valid states', () => {
