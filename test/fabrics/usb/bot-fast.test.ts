@@ -13,6 +13,7 @@ import { openFile } from '../../../src/backstores/file';
 import { LogicalUnit } from '../../../src/scsi/logical-unit';
 import { TargetPort } from '../../../src/scsi/port';
 import type { Nexus } from '../../../src/scsi/types';
+import { cmd as scsiCmd, nexus as scsiNexus } from '../../scsi/helpers';
 
 // ---------------------------------------------------------------------------------------
 // planFast: which CBWs the worker serves itself (everything else goes to the core).
@@ -265,6 +266,38 @@ test('fast path: a command from another nexus takes the lease back first; a unit
     assert.is(r.fast.leaseOf(0), 'no', 'a unit attention for the holder revokes');
     const ua = await command(r, cbwOf(rw10(false, 0, 1), 0, true, 0, 31), 0);
     assert.is(ua.csw.bCSWStatus, 1, 'and the core reports it');
+  } finally {
+    await r.close();
+  }
+});
+
+test('fast path: another initiator on the same LUN sees the worker\'s writes, and the worker sees its writes (read-ahead dropped)', async () => {
+  const r = await rig();
+  try {
+    await attach(r);
+    const B = scsiNexus(2);
+    const viaB = (cdb: number[] | Buffer, o: { data?: Buffer; dataIn?: number } = {}) => r.port.execute(scsiCmd(cdb, { nexus: B, ...o }));
+    await viaB([0x00, 0, 0, 0, 0, 0]); // its power-on unit attention
+    // B reads sequentially: the file backstore reads ahead LBA 24..31 (zeros now).
+    for (const lba of [8, 16]) assert.is((await viaB([0x28, 0, 0, 0, 0, lba, 0, 0, 8, 0], { dataIn: 4096 })).status, 0);
+    assert.is(r.fast.leaseOf(0), 'no', 'B took the lease back');
+    // Any USB command the core answers grants the lease again, and drops that read-ahead.
+    const tur = await command(r, cbwOf(Buffer.alloc(6), 0, false, 0, 40), 0);
+    assert.is(tur.csw.bCSWStatus, 0);
+    assert.is(await leaseBecomes(r, 'read-write'), 'read-write');
+    const y = Buffer.alloc(4096, 0x5a);
+    const w = await writeCommand(r, cbwOf(rw10(true, 24, 8), 4096, false, 0, 41), y);
+    assert.is(w.bCSWStatus, 0);
+    assert.is(r.fast.counters.writes, 1, 'the worker wrote LBA 24..31');
+    const seen = await viaB([0x28, 0, 0, 0, 0, 24, 0, 0, 8, 0], { dataIn: 4096 });
+    assert.is(seen.status, 0);
+    assert.ok(seen.dataIn?.equals(y), 'B reads the worker\'s data, not what was read ahead before it');
+    // B writes; the USB host's next READ goes through the core (lease gone) and sees it.
+    const z = Buffer.alloc(4096, 0xa5);
+    assert.is((await viaB([0x2a, 0, 0, 0, 0, 32, 0, 0, 8, 0], { data: z })).status, 0);
+    const rd = await command(r, cbwOf(rw10(false, 32, 8), 4096, true, 0, 42), 4096);
+    assert.is(rd.csw.bCSWStatus, 0);
+    assert.ok(rd.data.equals(z));
   } finally {
     await r.close();
   }
