@@ -157,6 +157,17 @@ async function rig(): Promise<Rig> {
   };
 }
 
+/** Run `body` on a fresh rig whose host has cleared its unit attention (the lease is granted). */
+async function withAttachedRig(body: (r: Rig) => Promise<void>): Promise<void> {
+  const r = await rig();
+  try {
+    await attach(r);
+    await body(r);
+  } finally {
+    await r.close();
+  }
+}
+
 /** Read exactly n bytes from the device's bulk-IN FIFO (on the threadpool: the core may need the event loop). */
 async function hostRead(r: Rig, n: number): Promise<Buffer> {
   const b = Buffer.alloc(n);
@@ -205,16 +216,13 @@ async function writeCommand(r: Rig, cbw: Buffer, data: Buffer): Promise<ReturnTy
   return decodeCsw(await hostRead(r, 13));
 }
 
-test('fast path: the worker serves READ and WRITE, the core the rest, with the same bytes on the medium', async () => {
-  const r = await rig();
-  try {
-    await attach(r);
+test('fast path: the worker serves READ and WRITE, the core the rest, with the same bytes on the medium', () =>
+  withAttachedRig(async (r) => {
     const pattern = Buffer.alloc(8 * 512);
     for (let i = 0; i < pattern.length; i++) pattern[i] = (i * 7 + 3) & 0xff;
     const w = await writeCommand(r, cbwOf(rw10(true, 100, 8), pattern.length, false, 0, 10), pattern);
     assert.equal([w.dCSWTag, w.dCSWDataResidue, w.bCSWStatus], [10, 0, 0]);
-    const onDisk = Buffer.alloc(pattern.length);
-    fs.readSync(fs.openSync(path.join(r.dir, 'disk.img'), 'r'), onDisk, 0, onDisk.length, 100 * 512);
+    const onDisk = fs.readFileSync(path.join(r.dir, 'disk.img')).subarray(100 * 512, 100 * 512 + pattern.length);
     assert.ok(onDisk.equals(pattern), 'the worker wrote the data at LBA 100');
     const rd = await command(r, cbwOf(rw10(false, 100, 8), pattern.length, true, 0, 11), pattern.length);
     assert.equal([rd.csw.dCSWTag, rd.csw.dCSWDataResidue, rd.csw.bCSWStatus], [11, 0, 0]);
@@ -227,15 +235,10 @@ test('fast path: the worker serves READ and WRITE, the core the rest, with the s
     assert.is(r6.csw.bCSWStatus, 0);
     assert.ok(r6.data.equals(pattern));
     assert.is(r.fast.counters.forwarded, 3);
-  } finally {
-    await r.close();
-  }
-});
+  }));
 
-test('fast path: what the core must answer reaches it (out of range: CHECK CONDITION and its sense), then the lease comes back', async () => {
-  const r = await rig();
-  try {
-    await attach(r);
+test('fast path: what the core must answer reaches it (out of range: CHECK CONDITION and its sense), then the lease comes back', () =>
+  withAttachedRig(async (r) => {
     // No data stage (dCBWDataTransferLength 0): a FIFO cannot stall as a halted Bulk-In would.
     const bad = await command(r, cbwOf(rw10(false, 2047, 8), 0, true, 0, 20), 0);
     assert.equal([bad.csw.dCSWTag, bad.csw.bCSWStatus], [20, 1]);
@@ -243,15 +246,10 @@ test('fast path: what the core must answer reaches it (out of range: CHECK CONDI
     const rs = await command(r, cbwOf(Buffer.from([0x03, 0, 0, 0, 18, 0]), 18, true, 0, 21), 18);
     assert.equal([rs.data[2]! & 0x0f, rs.data[12]], [0x05, 0x21], 'ILLEGAL REQUEST, LBA OUT OF RANGE');
     assert.is(await leaseBecomes(r, 'read-write'), 'read-write');
-  } finally {
-    await r.close();
-  }
-});
+  }));
 
-test('fast path: a command from another nexus takes the lease back first; a unit attention too', async () => {
-  const r = await rig();
-  try {
-    await attach(r);
+test('fast path: a command from another nexus takes the lease back first; a unit attention too', () =>
+  withAttachedRig(async (r) => {
     assert.ok(r.unit.fastLease !== undefined, 'the unit is leased');
     const other: Nexus = { ...r.nexus, id: 'iqn.other|t', initiatorName: 'iqn.other', initiatorPort: 'iqn.other' };
     const res = await r.unit.execute({ lun: 0, cdb: Buffer.from([0x00, 0, 0, 0, 0, 0]), tag: 1, attribute: 'simple', nexus: other, dataInLength: 0, dataOutLength: 0, dataOut: async () => Buffer.alloc(0), aborted: false });
@@ -266,15 +264,10 @@ test('fast path: a command from another nexus takes the lease back first; a unit
     assert.is(r.fast.leaseOf(0), 'no', 'a unit attention for the holder revokes');
     const ua = await command(r, cbwOf(rw10(false, 0, 1), 0, true, 0, 31), 0);
     assert.is(ua.csw.bCSWStatus, 1, 'and the core reports it');
-  } finally {
-    await r.close();
-  }
-});
+  }));
 
-test('fast path: another initiator on the same LUN sees the worker\'s writes, and the worker sees its writes (read-ahead dropped)', async () => {
-  const r = await rig();
-  try {
-    await attach(r);
+test('fast path: another initiator on the same LUN sees the worker\'s writes, and the worker sees its writes (read-ahead dropped)', () =>
+  withAttachedRig(async (r) => {
     const B = scsiNexus(2);
     const viaB = (cdb: number[] | Buffer, o: { data?: Buffer; dataIn?: number } = {}) => r.port.execute(scsiCmd(cdb, { nexus: B, ...o }));
     await viaB([0x00, 0, 0, 0, 0, 0]); // its power-on unit attention
@@ -298,22 +291,14 @@ test('fast path: another initiator on the same LUN sees the worker\'s writes, an
     const rd = await command(r, cbwOf(rw10(false, 32, 8), 4096, true, 0, 42), 4096);
     assert.is(rd.csw.bCSWStatus, 0);
     assert.ok(rd.data.equals(z));
-  } finally {
-    await r.close();
-  }
-});
+  }));
 
-test('fast path: a read-only LUN map entry leases reads only; the core refuses the WRITE', async () => {
-  const r = await rig();
-  try {
-    await attach(r);
+test('fast path: a read-only LUN map entry leases reads only; the core refuses the WRITE', () =>
+  withAttachedRig(async (r) => {
     const grant = r.unit.fastPathGrant(r.nexus, true);
     assert.equal(grant, { read: true, write: false, writeThrough: !r.unit.writeCacheEnabled });
     r.unit.writeCacheEnabled = false;
     assert.is(r.unit.fastPathGrant(r.nexus, false)?.writeThrough, true);
-  } finally {
-    await r.close();
-  }
-});
+  }));
 
 test.run();
