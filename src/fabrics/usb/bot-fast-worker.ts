@@ -126,6 +126,8 @@ export interface FastWorkerData {
   readonly maxTransfer: number;
   /** Largest command the worker serves (its buffer grows to this). */
   readonly maxBytes: number;
+  /** The control block's layout (Ctl, LEASE_STRIDE): the worker's source cannot import them. */
+  readonly layout: typeof Ctl & { readonly LEASE_STRIDE: number };
 }
 
 /** Messages from the worker. */
@@ -143,11 +145,7 @@ export function fastWorkerMain(plan: typeof planFast): void {
   const data0 = wt.workerData as FastWorkerData;
   const port = wt.parentPort as import('node:worker_threads').MessagePort;
   const ctl = new Int32Array(data0.ctl);
-  const GO = 0;
-  const BUSY = 1;
-  const RESET = 2;
-  const STOP = 3;
-  const MPS = 4;
+  const { GO, BUSY, RESET, STOP, MPS, FAST_READS, FAST_WRITES, FORWARDED, MIB, BYTES, LEASES, LEASE_STRIDE } = data0.layout;
   const { inFd, outFd, lunCount, maxBytes } = data0;
   let maxTransfer = data0.maxTransfer;
   const MIN_TRANSFER = 16 * 1024;
@@ -175,7 +173,7 @@ export function fastWorkerMain(plan: typeof planFast): void {
   };
   const forward = (n: number, data?: Buffer): void => {
     Atomics.store(ctl, GO, 0);
-    Atomics.add(ctl, 7, 1);
+    Atomics.add(ctl, FORWARDED, 1);
     const msg: FastWorkerMessage = data ? { t: 'cbw', cbw: Uint8Array.from(cbw.subarray(0, n)), data: Uint8Array.from(data) } : { t: 'cbw', cbw: Uint8Array.from(cbw.subarray(0, n)) };
     port.postMessage(msg);
   };
@@ -183,12 +181,22 @@ export function fastWorkerMain(plan: typeof planFast): void {
     Atomics.store(ctl, BUSY, 0);
     Atomics.notify(ctl, BUSY);
   };
+  /**
+   * Set BUSY, then check the lease again (`bit`: 1 read, 2 write): a revoke either sees BUSY
+   * and waits for this I/O, or this sees the flags cleared. False (and not busy) when revoked.
+   */
+  const claim = (lun: number, bit: number): boolean => {
+    Atomics.store(ctl, BUSY, 1);
+    if ((Atomics.load(ctl, LEASES + lun * LEASE_STRIDE) & bit) !== 0) return true;
+    unbusy();
+    return false;
+  };
   const count = (slot: number, bytes: number): void => {
     Atomics.add(ctl, slot, 1);
-    const b = Atomics.add(ctl, 9, bytes) + bytes;
+    const b = Atomics.add(ctl, BYTES, bytes) + bytes;
     if (b >= 1048576) {
-      Atomics.sub(ctl, 9, 1048576 * Math.floor(b / 1048576));
-      Atomics.add(ctl, 8, Math.floor(b / 1048576));
+      Atomics.sub(ctl, BYTES, 1048576 * Math.floor(b / 1048576));
+      Atomics.add(ctl, MIB, Math.floor(b / 1048576));
     }
   };
   /** One bulk-IN transfer of bytes [off, off+len) of `from`, plus the CSW when given; ENOMEM splits. */
@@ -214,10 +222,7 @@ export function fastWorkerMain(plan: typeof planFast): void {
   };
 
   const serveRead = (p: FastPlan, n: number): void => {
-    Atomics.store(ctl, BUSY, 1);
-    // The lease is checked again now that BUSY is set: a revoke either saw BUSY or this sees it.
-    if ((Atomics.load(ctl, 16 + p.lun * 8) & 1) === 0) {
-      unbusy();
+    if (!claim(p.lun, 1)) {
       forward(n);
       return;
     }
@@ -236,9 +241,7 @@ export function fastWorkerMain(plan: typeof planFast): void {
       return;
     }
     unbusy();
-    csw.writeUInt32LE(p.tag, 4);
-    csw.writeUInt32LE(0, 8);
-    csw[12] = 0;
+    csw.writeUInt32LE(p.tag, 4); // residue and status stay 0: the worker answers only GOOD
     const mps = ctl[MPS] as number;
     // The CSW rides on the data's last transfer when the data ends on a packet boundary (BOT
     // case 6, as bot.ts does); else it would share the data's short packet.
@@ -247,11 +250,11 @@ export function fastWorkerMain(plan: typeof planFast): void {
       writeIn(buf, 0, p.bytes, false);
       writeIn(csw, 0, 0, true);
     }
-    count(5, p.bytes);
+    count(FAST_READS, p.bytes);
   };
 
-  /** Returns false when a reset intervened (the command is gone; `pending` may hold the next CBW). */
-  const serveWrite = (p: FastPlan, n: number, resetAt: number): boolean => {
+  /** A reset while data-out is read abandons the command (`pending` may then hold the next CBW). */
+  const serveWrite = (p: FastPlan, n: number, resetAt: number): void => {
     if (buf.length < p.bytes) buf = Buffer.allocUnsafe(p.bytes);
     let got = 0;
     while (got < p.bytes) {
@@ -266,20 +269,14 @@ export function fastWorkerMain(plan: typeof planFast): void {
       if (Atomics.load(ctl, RESET) !== resetAt) {
         // Reset Recovery happened while this read waited: what it got is the next CBW.
         if (r > 0 && r <= 1024) pending = Buffer.from(buf.subarray(got, got + r));
-        return false;
+        return;
       }
       got += r;
       if (r < ask) break; // a short packet: the host sent less than it said
     }
-    if (got < p.bytes) {
+    if (got < p.bytes || !claim(p.lun, 2)) {
       forward(n, buf.subarray(0, got));
-      return true;
-    }
-    Atomics.store(ctl, BUSY, 1);
-    if ((Atomics.load(ctl, 16 + p.lun * 8) & 2) === 0) {
-      unbusy();
-      forward(n, buf.subarray(0, got));
-      return true;
+      return;
     }
     try {
       let put = 0;
@@ -289,15 +286,12 @@ export function fastWorkerMain(plan: typeof planFast): void {
       // The core writes it again from the same data and answers (MEDIUM ERROR if it fails too).
       unbusy();
       forward(n, buf.subarray(0, got));
-      return true;
+      return;
     }
     unbusy();
     csw.writeUInt32LE(p.tag, 4);
-    csw.writeUInt32LE(0, 8);
-    csw[12] = 0;
     writeIn(csw, 0, 0, true);
-    count(6, p.bytes);
-    return true;
+    count(FAST_WRITES, p.bytes);
   };
 
   for (;;) {

@@ -30,6 +30,9 @@ const waitAsync = (Atomics as unknown as {
   waitAsync(a: Int32Array, i: number, v: number, t: number): { async: boolean; value: Promise<unknown> | string };
 }).waitAsync;
 
+/** Where LUN `lun`'s lease fields start in the control block. */
+const leaseAt = (lun: number): number => Ctl.LEASES + lun * LEASE_STRIDE;
+
 /** Largest command the worker serves itself (bigger ones stream through the core). */
 export const FAST_MAX_BYTES = 4 * 1024 * 1024;
 const MAX_TRANSFER = 1024 * 1024;
@@ -78,7 +81,7 @@ export class BotFastPath {
 
   /** Whether the worker may serve LUN `lun` now (tests, console): 'read', 'read-write' or 'no'. */
   leaseOf(lun: number): 'no' | 'read' | 'read-write' {
-    const f = Atomics.load(this.ctl, Ctl.LEASES + lun * LEASE_STRIDE + Lease.FLAGS);
+    const f = Atomics.load(this.ctl, leaseAt(lun) + Lease.FLAGS);
     return (f & LeaseFlag.WRITE) !== 0 ? 'read-write' : (f & LeaseFlag.READ) !== 0 ? 'read' : 'no';
   }
 
@@ -91,6 +94,7 @@ export class BotFastPath {
       lunCount: this.opts.lunCount,
       maxTransfer: MAX_TRANSFER,
       maxBytes: FAST_MAX_BYTES,
+      layout: { ...Ctl, LEASE_STRIDE },
     };
     const w = new Worker(fastWorkerSource(), { eval: true, workerData: data, stdout: false, stderr: false });
     this.worker = w;
@@ -156,7 +160,7 @@ export class BotFastPath {
   private grantAll(): void {
     const { bot, nexus } = this.opts;
     for (const e of this.opts.entries) {
-      const at = Ctl.LEASES + e.lun * LEASE_STRIDE;
+      const at = leaseAt(e.lun);
       const unit = e.unit;
       const grant = unit.fastPathGrant(nexus, e.readOnly === true);
       const fd = unit.backstore.directFd?.();
@@ -180,13 +184,13 @@ export class BotFastPath {
   private revokeAll(): void {
     for (const e of this.opts.entries) {
       if (e.unit.fastLease === this.leases.get(e.lun)) void e.unit.dropLease();
-      else Atomics.store(this.ctl, Ctl.LEASES + e.lun * LEASE_STRIDE + Lease.FLAGS, 0);
+      else Atomics.store(this.ctl, leaseAt(e.lun) + Lease.FLAGS, 0);
     }
   }
 
   /** The unit takes LUN `lun` back: no new fast command; resolves when the worker's I/O is done. */
   private async revoke(lun: number): Promise<void> {
-    Atomics.store(this.ctl, Ctl.LEASES + lun * LEASE_STRIDE + Lease.FLAGS, 0);
+    Atomics.store(this.ctl, leaseAt(lun) + Lease.FLAGS, 0);
     // The worker sets BUSY before it looks at the flags again: either it sees them cleared,
     // or this sees BUSY and waits for the I/O it started.
     while (Atomics.load(this.ctl, Ctl.BUSY) !== 0) {
