@@ -613,6 +613,13 @@ export class Runtime {
     this.usbBackstores = new Map(plan.exported);
   }
 
+  /** Start a planned gadget; once it runs it is the daemon's. */
+  private async startPlanned(plan: UsbPlan): Promise<void> {
+    await plan.target.start();
+    this.usb = plan.target;
+    this.usbBackstores = new Map(plan.exported);
+  }
+
   /**
    * The USB target `cfg` describes over these units and stores, built but not started (no
    * system call yet), or undefined when it has no LUNs. Throws what the engine refuses.
@@ -746,21 +753,13 @@ export class Runtime {
     let restoreFailed: Error | undefined;
     let restored: UsbPlan | undefined;
     try {
-      if (plan) {
-        await plan.target.start();
-        this.usb = plan.target;
-        this.usbBackstores = new Map(plan.exported);
-      }
+      if (plan) await this.startPlanned(plan);
     } catch (err) {
       failed = err as Error;
       if (old) {
         try {
           restored = this.planUsb(prev, this.units, this.backstores);
-          if (restored) {
-            await restored.target.start();
-            this.usb = restored.target;
-            this.usbBackstores = new Map(restored.exported);
-          }
+          if (restored) await this.startPlanned(restored);
         } catch (e) {
           restoreFailed = e as Error;
           restored = undefined;
