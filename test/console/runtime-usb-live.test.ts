@@ -373,6 +373,25 @@ test('the restore fails too: both errors, no gadget; the next change rebuilds it
   });
 });
 
+test('usb.fastPath changed live rebuilds the gadget, and setting it back to its default does too', async () => {
+  await withEnv(async (e) => {
+    const rt = await Runtime.start(base(), quiet, { usbSystem: e.system });
+    try {
+      const off = base();
+      off.usb = { ...off.usb!, fastPath: false };
+      const r = await rt.apply(off);
+      assert.ok(r.changes.includes('usb: fast path off: the gadget was rebuilt with LUN 0 (d0)'), r.changes.join('\n'));
+      assert.is(e.buses.length, 2, 'a new enumeration');
+      const same = await rt.apply(off);
+      assert.is(e.buses.length, 2, `no change, no rebuild: ${same.changes.join('; ')}`);
+      const back = await rt.apply(base());
+      assert.ok(back.changes.includes('usb: fast path on: the gadget was rebuilt with LUN 0 (d0)'), back.changes.join('\n'));
+    } finally {
+      await rt.stop();
+    }
+  });
+});
+
 test('a LUN set the engine refuses is refused before the gadget is touched', async () => {
   await withEnv(async (e) => {
     const img = path.join(e.dir, 'k.img');
