@@ -28,6 +28,8 @@ PKGS_CMDS="$PKGS_CMDS sfdisk:fdisk mkfs.vfat:dosfstools mcopy:mtools debugfs:e2f
 # the management test drives the serial shell through a socat PTY pair; the first-boot guest
 # reads the gadget console's output queue with python3.
 PKGS_CMDS="$PKGS_CMDS qemu-system-x86_64:qemu-system-x86 cpio:cpio sg_inq:sg3-utils socat:socat xorriso:xorriso python3:python3"
+# The USB fast path's C loop (src/native/lunbox-fast.c) is built with the C compiler.
+PKGS_CMDS="$PKGS_CMDS cc:gcc"
 need_pkgs() {
   local missing="" c p
   for cp in $PKGS_CMDS; do c=${cp%%:*}; p=${cp#*:}; command -v "$c" >/dev/null || missing="$missing $p"; done
@@ -66,6 +68,9 @@ say "type-check (tsc --noEmit)"
 if ! node_modules/.bin/tsc --noEmit -p . ; then say "type-check failed"; echo "0 passed, 1 failed"; exit 1; fi
 say "build (tsup -> dist/lunbox.js)"
 if ! node_modules/.bin/tsup >/tmp/lunbox-build.log 2>&1; then cat /tmp/lunbox-build.log >&2; say "build failed"; echo "0 passed, 1 failed"; exit 1; fi
+say "build (scripts/build-native.sh -> dist/lunbox-fast.node)"
+# --optional: without a C compiler (--unit on a bare machine) the C loop's tests fail, saying so.
+if ! sh scripts/build-native.sh --optional >&2; then say "native build failed"; echo "0 passed, 1 failed"; exit 1; fi
 
 # --- tests ------------------------------------------------------------------------------
 # Unit tests: test/**/*.test.ts except test/integration. Integration tests start

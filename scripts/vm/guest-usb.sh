@@ -126,6 +126,8 @@ lunbox_stop TERM
 check "SIGTERM: exit status 0" [ "${LUNBOX_RC:-1}" = 0 ]
 grep 'fast path served' "$LUNBOX_LOG" | sed 's/^/  lunbox: /'
 check "the READs were served by the fast path's worker thread" grep -Eq 'fast path served [1-9][0-9]* READs' "$LUNBOX_LOG"
+grep -E 'serve loop in C|JavaScript loop' "$LUNBOX_LOG" | head -n 1 | sed 's/^/  lunbox: /'
+check "the worker ran the C loop (dist/lunbox-fast.node; scripts/build-native.sh)" grep -q 'runs its serve loop in C' "$LUNBOX_LOG"
 check "SIGTERM: gadget removed" [ ! -e /sys/kernel/config/usb_gadget/lunbox ]
 check "SIGTERM: FunctionFS unmounted" sh -c "! grep -q functionfs /proc/mounts"
 check "SIGTERM: /dev/$DEV gone" wait_no_sd $DEV

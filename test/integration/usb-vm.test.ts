@@ -64,6 +64,7 @@ test('lunbox USB mass storage works with the Linux usb-storage driver (QEMU VM, 
     /PASS: restart after kill -9/,
     /PASS: SIGTERM: gadget removed/,
     /PASS: the READs were served by the fast path's worker thread/,
+    /PASS: the worker ran the C loop/,
   ]) {
     assert.match(out, check);
   }

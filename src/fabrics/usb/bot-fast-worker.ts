@@ -48,6 +48,20 @@ export const LEASE_STRIDE = 8;
 export const LeaseFlag = { READ: 1, WRITE: 2, WRITE_THROUGH: 4 } as const;
 export const CTL_WORDS = Ctl.LEASES + 16 * LEASE_STRIDE;
 
+/** The indices the C loop (src/native/lunbox-fast.c) is given, in the order it reads them. */
+export function nativeLayout(): Int32Array {
+  const c = Ctl;
+  const l = Lease;
+  return Int32Array.from([c.GO, c.BUSY, c.RESET, c.STOP, c.MPS, c.FAST_READS, c.FAST_WRITES, c.FORWARDED, c.MIB, c.BYTES, c.LEASES, LEASE_STRIDE,
+    l.FLAGS, l.FD, l.BLOCK_SIZE, l.BLOCKS_LO, l.BLOCKS_HI, l.MAX_BLOCKS]);
+}
+
+/** The lunbox-fast addon (src/native/lunbox-fast.c). */
+export interface FastAddon {
+  serve(ctl: Int32Array, layout: Int32Array, inFd: number, outFd: number, lunCount: number, cbw: Uint8Array, data: Uint8Array, out: Int32Array): number;
+  release(): number;
+}
+
 /** One command the fast path serves, from planFast. */
 export interface FastPlan {
   readonly write: boolean;
@@ -128,6 +142,10 @@ export interface FastWorkerData {
   readonly maxBytes: number;
   /** The control block's layout (Ctl, LEASE_STRIDE): the worker's source cannot import them. */
   readonly layout: typeof Ctl & { readonly LEASE_STRIDE: number };
+  /** The same for the C loop (nativeLayout). */
+  readonly nativeLayout: Int32Array;
+  /** The lunbox-fast addon to run the loop in C, if any (fast-addon.ts). */
+  readonly native?: string;
 }
 
 /** Messages from the worker. */
@@ -135,7 +153,9 @@ export type FastWorkerMessage =
   /** A CBW for the core, and for a WRITE the data-out already taken off the pipe. */
   | { readonly t: 'cbw'; readonly cbw: Uint8Array; readonly data?: Uint8Array }
   /** Endpoint I/O failed: the worker waits for the next go. */
-  | { readonly t: 'io-error'; readonly code: string; readonly message: string; readonly paused: boolean };
+  | { readonly t: 'io-error'; readonly code: string; readonly message: string; readonly paused: boolean }
+  /** Whether the addon's C loop runs (sent once, at start, when an addon was given). */
+  | { readonly t: 'native'; readonly ok: boolean; readonly message: string };
 
 /** The worker's loop (runs in the worker thread). */
 export function fastWorkerMain(plan: typeof planFast): void {
@@ -293,6 +313,52 @@ export function fastWorkerMain(plan: typeof planFast): void {
     writeIn(csw, 0, 0, true);
     count(FAST_WRITES, p.bytes);
   };
+
+  let native: FastAddon | undefined;
+  if (data0.native !== undefined) {
+    try {
+      native = require(data0.native) as FastAddon;
+      if (typeof native.serve !== 'function') throw new Error(`${data0.native} has no serve()`);
+      port.postMessage({ t: 'native', ok: true, message: data0.native });
+    } catch (e) {
+      native = undefined;
+      port.postMessage({ t: 'native', ok: false, message: e instanceof Error ? e.message : String(e) });
+    }
+  }
+  if (native !== undefined) {
+    // The same loop in C: it returns to hand a CBW over, when it must wait for go, or on an
+    // endpoint failure (-errno, out[0]: 0 CBW read, 1 bulk-IN write, 2 data-out read).
+    const util = require('node:util') as typeof import('node:util');
+    const what = ['bulk-OUT read (CBW)', 'bulk-IN write', 'bulk-OUT read (data-out)'];
+    const wbuf = Buffer.allocUnsafe(maxBytes);
+    const out = new Int32Array(2);
+    for (;;) {
+      if (Atomics.load(ctl, STOP) !== 0) {
+        native.release();
+        return;
+      }
+      const go = Atomics.load(ctl, GO);
+      if (go === 0) {
+        Atomics.wait(ctl, GO, 0);
+        continue;
+      }
+      const r = native.serve(ctl, data0.nativeLayout, inFd, outFd, lunCount, cbw, wbuf, out);
+      if (r === 1) {
+        const n = out[0] as number;
+        const held = out[1] as number;
+        const msg: FastWorkerMessage = { t: 'cbw', cbw: Uint8Array.from(cbw.subarray(0, n)), ...(held >= 0 ? { data: Uint8Array.from(wbuf.subarray(0, held)) } : {}) };
+        port.postMessage(msg);
+      } else if (r < 0) {
+        let code = `errno ${-r}`;
+        try {
+          code = util.getSystemErrorName(r);
+        } catch {
+          // not an errno libuv knows
+        }
+        ioError(Object.assign(new Error(`${what[out[0] as number] ?? 'endpoint I/O'}: ${code}`), { code }), go);
+      }
+    }
+  }
 
   for (;;) {
     if (Atomics.load(ctl, STOP) !== 0) return;

@@ -22,7 +22,7 @@ import type { FastPathLease } from '../../scsi/logical-unit';
 import type { Nexus } from '../../scsi/types';
 import type { BotFunction, BotOutcome } from './bot';
 import type { FfsEndpoints } from './functionfs';
-import { CTL_WORDS, Ctl, Lease, LEASE_STRIDE, LeaseFlag, fastWorkerSource } from './bot-fast-worker';
+import { CTL_WORDS, Ctl, Lease, LEASE_STRIDE, LeaseFlag, fastWorkerSource, nativeLayout } from './bot-fast-worker';
 import type { FastWorkerData, FastWorkerMessage } from './bot-fast-worker';
 
 /** Atomics.waitAsync (Node 16+; not in this TypeScript lib). */
@@ -46,6 +46,8 @@ export interface FastPathOptions {
   /** Outcomes of the commands the core answered, and endpoint failures (as BotOutcome). */
   readonly onOutcome: (o: BotOutcome) => void;
   readonly log: (level: 'debug' | 'info' | 'warn' | 'error', msg: string) => void;
+  /** The lunbox-fast addon's path: the worker runs its serve loop in C (fast-addon.ts). */
+  readonly native?: string;
 }
 
 export interface FastPathCounters {
@@ -66,6 +68,8 @@ export class BotFastPath {
   /** The core is serving a handed-over CBW: the worker waits. */
   private serving = false;
   private stopped = false;
+  /** Whether the worker runs the addon's serve loop (once it said so). */
+  native = false;
 
   constructor(opts: FastPathOptions) {
     this.opts = opts;
@@ -95,6 +99,8 @@ export class BotFastPath {
       maxTransfer: MAX_TRANSFER,
       maxBytes: FAST_MAX_BYTES,
       layout: { ...Ctl, LEASE_STRIDE },
+      nativeLayout: nativeLayout(),
+      ...(this.opts.native !== undefined ? { native: this.opts.native } : {}),
     };
     const w = new Worker(fastWorkerSource(), { eval: true, workerData: data, stdout: false, stderr: false });
     this.worker = w;
@@ -193,8 +199,10 @@ export class BotFastPath {
     Atomics.store(this.ctl, leaseAt(lun) + Lease.FLAGS, 0);
     // The worker sets BUSY before it looks at the flags again: either it sees them cleared,
     // or this sees BUSY and waits for the I/O it started.
+    // The JavaScript loop notifies when it clears BUSY; the C loop cannot (V8's waiters are
+    // not futexes), so look again every millisecond.
     while (Atomics.load(this.ctl, Ctl.BUSY) !== 0) {
-      const w = waitAsync(this.ctl, Ctl.BUSY, 1, 1000);
+      const w = waitAsync(this.ctl, Ctl.BUSY, 1, this.opts.native !== undefined ? 1 : 1000);
       if (w.async) await w.value;
     }
   }
@@ -202,6 +210,12 @@ export class BotFastPath {
   private onMessage(m: FastWorkerMessage): void {
     if (m.t === 'cbw') {
       void this.serve(Buffer.from(m.cbw.buffer, m.cbw.byteOffset, m.cbw.byteLength), m.data ? Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength) : undefined);
+      return;
+    }
+    if (m.t === 'native') {
+      this.native = m.ok;
+      if (m.ok) this.opts.log('info', `usb: fast path runs its serve loop in C (${m.message})`);
+      else this.opts.log('warn', `usb: the fast path addon did not load (${m.message}); it runs its JavaScript loop`);
       return;
     }
     this.opts.onOutcome({ kind: 'io-error', code: m.code, message: m.message });

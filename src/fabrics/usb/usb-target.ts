@@ -21,6 +21,7 @@ import type { LogicalUnit, LunMapEntry } from '../../scsi/index';
 import type { LogFn } from '../../util/log';
 import { BotFunction, usbNexus } from './bot';
 import { BotFastPath } from './bot-fast';
+import { findFastAddon } from './fast-addon';
 import type { BotEndpoints, BotOutcome } from './bot';
 import type { ScsiPort } from '../../scsi/types';
 import { serveEp0 } from './ep0-events';
@@ -329,7 +330,18 @@ export class UsbTarget {
       });
       this.bot = bot;
       if (fast) {
-        this.fast = new BotFastPath({ bot, endpoints: ffsEndpoints, entries: this.entries, nexus, lunCount, onOutcome: (o) => this.outcome(o), log: this.log });
+        const addon = findFastAddon();
+        if (addon.path === undefined) this.log('info', `usb: fast path runs its JavaScript loop: ${addon.why}`);
+        this.fast = new BotFastPath({
+          bot,
+          endpoints: ffsEndpoints,
+          entries: this.entries,
+          nexus,
+          lunCount,
+          onOutcome: (o) => this.outcome(o),
+          log: this.log,
+          ...(addon.path !== undefined ? { native: addon.path } : {}),
+        });
         this.fast.start();
       }
       this.udc_ = await this.gadget.bind(udc);

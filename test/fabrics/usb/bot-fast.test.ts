@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { BotFunction, decodeCsw, encodeCbw, usbNexus } from '../../../src/fabrics/usb/bot';
 import type { BotOutcome } from '../../../src/fabrics/usb/bot';
 import { BotFastPath } from '../../../src/fabrics/usb/bot-fast';
+import { findFastAddon } from '../../../src/fabrics/usb/fast-addon';
 import { CTL_WORDS, Ctl, Lease, LEASE_STRIDE, LeaseFlag, planFast } from '../../../src/fabrics/usb/bot-fast-worker';
 import { FfsEndpoints, nodeFfsIo } from '../../../src/fabrics/usb/functionfs';
 import { openFile } from '../../../src/backstores/file';
@@ -121,7 +122,17 @@ interface Rig {
   close(): Promise<void>;
 }
 
-async function rig(): Promise<Rig> {
+/** The two loops the worker can run: JavaScript, and C from the lunbox-fast addon (dist/). */
+interface Variant {
+  readonly name: string;
+  /** The addon's path; '' when it is missing (the C variant's tests then fail, saying why). */
+  readonly native?: string;
+}
+const ADDON = findFastAddon({}, path.resolve(__dirname, '../../../dist'));
+const VARIANTS: readonly Variant[] = [{ name: 'JavaScript loop' }, { name: 'C loop', native: ADDON.path ?? '' }];
+
+async function rig(v: Variant): Promise<Rig> {
+  if (v.native === '') assert.unreachable(`the lunbox-fast addon is missing (${ADDON.why}): run npm run build with a C compiler (apt-get install gcc)`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lunbox-fast-'));
   execFileSync('mkfifo', [path.join(dir, 'out'), path.join(dir, 'in')]);
   // O_RDWR: a FIFO opened both ways never blocks on open and never sees end-of-file.
@@ -136,8 +147,12 @@ async function rig(): Promise<Rig> {
   const outcomes: BotOutcome[] = [];
   let fast: BotFastPath | undefined;
   const bot = new BotFunction({ port, nexus, endpoints, externalCbws: true, pipelineStatus: false, onReset: () => fast?.reset() });
-  fast = new BotFastPath({ bot, endpoints, entries, nexus, lunCount: 1, onOutcome: (o) => outcomes.push(o), log: () => undefined });
+  fast = new BotFastPath({ bot, endpoints, entries, nexus, lunCount: 1, onOutcome: (o) => outcomes.push(o), log: () => undefined, ...(v.native ? { native: v.native } : {}) });
   fast.start();
+  if (v.native) {
+    for (let i = 0; i < 400 && !fast.native; i++) await sleep(5);
+    assert.ok(fast.native, `the worker runs the C loop of ${v.native}`);
+  }
   bot.enable(512);
   fast.enable(512);
   const f = fast;
@@ -158,8 +173,8 @@ async function rig(): Promise<Rig> {
 }
 
 /** Run `body` on a fresh rig whose host has cleared its unit attention (the lease is granted). */
-async function withAttachedRig(body: (r: Rig) => Promise<void>): Promise<void> {
-  const r = await rig();
+async function withAttachedRig(v: Variant, body: (r: Rig) => Promise<void>): Promise<void> {
+  const r = await rig(v);
   try {
     await attach(r);
     await body(r);
@@ -216,89 +231,91 @@ async function writeCommand(r: Rig, cbw: Buffer, data: Buffer): Promise<ReturnTy
   return decodeCsw(await hostRead(r, 13));
 }
 
-test('fast path: the worker serves READ and WRITE, the core the rest, with the same bytes on the medium', () =>
-  withAttachedRig(async (r) => {
-    const pattern = Buffer.alloc(8 * 512);
-    for (let i = 0; i < pattern.length; i++) pattern[i] = (i * 7 + 3) & 0xff;
-    const w = await writeCommand(r, cbwOf(rw10(true, 100, 8), pattern.length, false, 0, 10), pattern);
-    assert.equal([w.dCSWTag, w.dCSWDataResidue, w.bCSWStatus], [10, 0, 0]);
-    const onDisk = fs.readFileSync(path.join(r.dir, 'disk.img')).subarray(100 * 512, 100 * 512 + pattern.length);
-    assert.ok(onDisk.equals(pattern), 'the worker wrote the data at LBA 100');
-    const rd = await command(r, cbwOf(rw10(false, 100, 8), pattern.length, true, 0, 11), pattern.length);
-    assert.equal([rd.csw.dCSWTag, rd.csw.dCSWDataResidue, rd.csw.bCSWStatus], [11, 0, 0]);
-    assert.ok(rd.data.equals(pattern), 'READ returns it');
-    const c = r.fast.counters;
-    assert.equal([c.reads, c.writes], [1, 1], 'both served by the worker');
-    assert.is(c.forwarded, 2, 'TEST UNIT READY and REQUEST SENSE went to the core');
-    // READ(6) goes to the core and sees the worker's write.
-    const r6 = await command(r, cbwOf(Buffer.from([0x08, 0, 0, 100, 8, 0]), pattern.length, true, 0, 12), pattern.length);
-    assert.is(r6.csw.bCSWStatus, 0);
-    assert.ok(r6.data.equals(pattern));
-    assert.is(r.fast.counters.forwarded, 3);
-  }));
+for (const v of VARIANTS) {
+  test(`fast path (${v.name}): the worker serves READ and WRITE, the core the rest, with the same bytes on the medium`, () =>
+    withAttachedRig(v, async (r) => {
+      const pattern = Buffer.alloc(8 * 512);
+      for (let i = 0; i < pattern.length; i++) pattern[i] = (i * 7 + 3) & 0xff;
+      const w = await writeCommand(r, cbwOf(rw10(true, 100, 8), pattern.length, false, 0, 10), pattern);
+      assert.equal([w.dCSWTag, w.dCSWDataResidue, w.bCSWStatus], [10, 0, 0]);
+      const onDisk = fs.readFileSync(path.join(r.dir, 'disk.img')).subarray(100 * 512, 100 * 512 + pattern.length);
+      assert.ok(onDisk.equals(pattern), 'the worker wrote the data at LBA 100');
+      const rd = await command(r, cbwOf(rw10(false, 100, 8), pattern.length, true, 0, 11), pattern.length);
+      assert.equal([rd.csw.dCSWTag, rd.csw.dCSWDataResidue, rd.csw.bCSWStatus], [11, 0, 0]);
+      assert.ok(rd.data.equals(pattern), 'READ returns it');
+      const c = r.fast.counters;
+      assert.equal([c.reads, c.writes], [1, 1], 'both served by the worker');
+      assert.is(c.forwarded, 2, 'TEST UNIT READY and REQUEST SENSE went to the core');
+      // READ(6) goes to the core and sees the worker's write.
+      const r6 = await command(r, cbwOf(Buffer.from([0x08, 0, 0, 100, 8, 0]), pattern.length, true, 0, 12), pattern.length);
+      assert.is(r6.csw.bCSWStatus, 0);
+      assert.ok(r6.data.equals(pattern));
+      assert.is(r.fast.counters.forwarded, 3);
+    }));
 
-test('fast path: what the core must answer reaches it (out of range: CHECK CONDITION and its sense), then the lease comes back', () =>
-  withAttachedRig(async (r) => {
-    // No data stage (dCBWDataTransferLength 0): a FIFO cannot stall as a halted Bulk-In would.
-    const bad = await command(r, cbwOf(rw10(false, 2047, 8), 0, true, 0, 20), 0);
-    assert.equal([bad.csw.dCSWTag, bad.csw.bCSWStatus], [20, 1]);
-    assert.is(await leaseBecomes(r, 'no'), 'no', 'sense held for REQUEST SENSE');
-    const rs = await command(r, cbwOf(Buffer.from([0x03, 0, 0, 0, 18, 0]), 18, true, 0, 21), 18);
-    assert.equal([rs.data[2]! & 0x0f, rs.data[12]], [0x05, 0x21], 'ILLEGAL REQUEST, LBA OUT OF RANGE');
-    assert.is(await leaseBecomes(r, 'read-write'), 'read-write');
-  }));
+  test(`fast path (${v.name}): what the core must answer reaches it (out of range: CHECK CONDITION and its sense), then the lease comes back`, () =>
+    withAttachedRig(v, async (r) => {
+      // No data stage (dCBWDataTransferLength 0): a FIFO cannot stall as a halted Bulk-In would.
+      const bad = await command(r, cbwOf(rw10(false, 2047, 8), 0, true, 0, 20), 0);
+      assert.equal([bad.csw.dCSWTag, bad.csw.bCSWStatus], [20, 1]);
+      assert.is(await leaseBecomes(r, 'no'), 'no', 'sense held for REQUEST SENSE');
+      const rs = await command(r, cbwOf(Buffer.from([0x03, 0, 0, 0, 18, 0]), 18, true, 0, 21), 18);
+      assert.equal([rs.data[2]! & 0x0f, rs.data[12]], [0x05, 0x21], 'ILLEGAL REQUEST, LBA OUT OF RANGE');
+      assert.is(await leaseBecomes(r, 'read-write'), 'read-write');
+    }));
 
-test('fast path: a command from another nexus takes the lease back first; a unit attention too', () =>
-  withAttachedRig(async (r) => {
-    assert.ok(r.unit.fastLease !== undefined, 'the unit is leased');
-    const other: Nexus = { ...r.nexus, id: 'iqn.other|t', initiatorName: 'iqn.other', initiatorPort: 'iqn.other' };
-    const res = await r.unit.execute({ lun: 0, cdb: Buffer.from([0x00, 0, 0, 0, 0, 0]), tag: 1, attribute: 'simple', nexus: other, dataInLength: 0, dataOutLength: 0, dataOut: async () => Buffer.alloc(0), aborted: false });
-    assert.is(res.status, 2, 'the other nexus gets its own power-on unit attention');
-    assert.is(r.fast.leaseOf(0), 'no', 'lease revoked before it ran');
-    assert.is(r.unit.fastLease, undefined);
-    // The next USB command goes to the core, which grants the lease again (no other task now).
-    const rd = await command(r, cbwOf(rw10(false, 0, 1), 512, true, 0, 30), 512);
-    assert.is(rd.csw.bCSWStatus, 0);
-    assert.is(await leaseBecomes(r, 'read-write'), 'read-write');
-    r.unit.capacityChanged();
-    assert.is(r.fast.leaseOf(0), 'no', 'a unit attention for the holder revokes');
-    const ua = await command(r, cbwOf(rw10(false, 0, 1), 0, true, 0, 31), 0);
-    assert.is(ua.csw.bCSWStatus, 1, 'and the core reports it');
-  }));
+  test(`fast path (${v.name}): a command from another nexus takes the lease back first; a unit attention too`, () =>
+    withAttachedRig(v, async (r) => {
+      assert.ok(r.unit.fastLease !== undefined, 'the unit is leased');
+      const other: Nexus = { ...r.nexus, id: 'iqn.other|t', initiatorName: 'iqn.other', initiatorPort: 'iqn.other' };
+      const res = await r.unit.execute({ lun: 0, cdb: Buffer.from([0x00, 0, 0, 0, 0, 0]), tag: 1, attribute: 'simple', nexus: other, dataInLength: 0, dataOutLength: 0, dataOut: async () => Buffer.alloc(0), aborted: false });
+      assert.is(res.status, 2, 'the other nexus gets its own power-on unit attention');
+      assert.is(r.fast.leaseOf(0), 'no', 'lease revoked before it ran');
+      assert.is(r.unit.fastLease, undefined);
+      // The next USB command goes to the core, which grants the lease again (no other task now).
+      const rd = await command(r, cbwOf(rw10(false, 0, 1), 512, true, 0, 30), 512);
+      assert.is(rd.csw.bCSWStatus, 0);
+      assert.is(await leaseBecomes(r, 'read-write'), 'read-write');
+      r.unit.capacityChanged();
+      assert.is(r.fast.leaseOf(0), 'no', 'a unit attention for the holder revokes');
+      const ua = await command(r, cbwOf(rw10(false, 0, 1), 0, true, 0, 31), 0);
+      assert.is(ua.csw.bCSWStatus, 1, 'and the core reports it');
+    }));
 
-test('fast path: another initiator on the same LUN sees the worker\'s writes, and the worker sees its writes (read-ahead dropped)', () =>
-  withAttachedRig(async (r) => {
-    const B = scsiNexus(2);
-    const viaB = (cdb: number[] | Buffer, o: { data?: Buffer; dataIn?: number } = {}) => r.port.execute(scsiCmd(cdb, { nexus: B, ...o }));
-    await viaB([0x00, 0, 0, 0, 0, 0]); // its power-on unit attention
-    // B reads sequentially: the file backstore reads ahead LBA 24..31 (zeros now).
-    for (const lba of [8, 16]) assert.is((await viaB([0x28, 0, 0, 0, 0, lba, 0, 0, 8, 0], { dataIn: 4096 })).status, 0);
-    assert.is(r.fast.leaseOf(0), 'no', 'B took the lease back');
-    // Any USB command the core answers grants the lease again, and drops that read-ahead.
-    const tur = await command(r, cbwOf(Buffer.alloc(6), 0, false, 0, 40), 0);
-    assert.is(tur.csw.bCSWStatus, 0);
-    assert.is(await leaseBecomes(r, 'read-write'), 'read-write');
-    const y = Buffer.alloc(4096, 0x5a);
-    const w = await writeCommand(r, cbwOf(rw10(true, 24, 8), 4096, false, 0, 41), y);
-    assert.is(w.bCSWStatus, 0);
-    assert.is(r.fast.counters.writes, 1, 'the worker wrote LBA 24..31');
-    const seen = await viaB([0x28, 0, 0, 0, 0, 24, 0, 0, 8, 0], { dataIn: 4096 });
-    assert.is(seen.status, 0);
-    assert.ok(seen.dataIn?.equals(y), 'B reads the worker\'s data, not what was read ahead before it');
-    // B writes; the USB host's next READ goes through the core (lease gone) and sees it.
-    const z = Buffer.alloc(4096, 0xa5);
-    assert.is((await viaB([0x2a, 0, 0, 0, 0, 32, 0, 0, 8, 0], { data: z })).status, 0);
-    const rd = await command(r, cbwOf(rw10(false, 32, 8), 4096, true, 0, 42), 4096);
-    assert.is(rd.csw.bCSWStatus, 0);
-    assert.ok(rd.data.equals(z));
-  }));
+  test(`fast path (${v.name}): another initiator on the same LUN sees the worker's writes, and the worker sees its writes (read-ahead dropped)`, () =>
+    withAttachedRig(v, async (r) => {
+      const B = scsiNexus(2);
+      const viaB = (cdb: number[] | Buffer, o: { data?: Buffer; dataIn?: number } = {}) => r.port.execute(scsiCmd(cdb, { nexus: B, ...o }));
+      await viaB([0x00, 0, 0, 0, 0, 0]); // its power-on unit attention
+      // B reads sequentially: the file backstore reads ahead LBA 24..31 (zeros now).
+      for (const lba of [8, 16]) assert.is((await viaB([0x28, 0, 0, 0, 0, lba, 0, 0, 8, 0], { dataIn: 4096 })).status, 0);
+      assert.is(r.fast.leaseOf(0), 'no', 'B took the lease back');
+      // Any USB command the core answers grants the lease again, and drops that read-ahead.
+      const tur = await command(r, cbwOf(Buffer.alloc(6), 0, false, 0, 40), 0);
+      assert.is(tur.csw.bCSWStatus, 0);
+      assert.is(await leaseBecomes(r, 'read-write'), 'read-write');
+      const y = Buffer.alloc(4096, 0x5a);
+      const w = await writeCommand(r, cbwOf(rw10(true, 24, 8), 4096, false, 0, 41), y);
+      assert.is(w.bCSWStatus, 0);
+      assert.is(r.fast.counters.writes, 1, 'the worker wrote LBA 24..31');
+      const seen = await viaB([0x28, 0, 0, 0, 0, 24, 0, 0, 8, 0], { dataIn: 4096 });
+      assert.is(seen.status, 0);
+      assert.ok(seen.dataIn?.equals(y), 'B reads the worker\'s data, not what was read ahead before it');
+      // B writes; the USB host's next READ goes through the core (lease gone) and sees it.
+      const z = Buffer.alloc(4096, 0xa5);
+      assert.is((await viaB([0x2a, 0, 0, 0, 0, 32, 0, 0, 8, 0], { data: z })).status, 0);
+      const rd = await command(r, cbwOf(rw10(false, 32, 8), 4096, true, 0, 42), 4096);
+      assert.is(rd.csw.bCSWStatus, 0);
+      assert.ok(rd.data.equals(z));
+    }));
 
-test('fast path: a read-only LUN map entry leases reads only; the core refuses the WRITE', () =>
-  withAttachedRig(async (r) => {
-    const grant = r.unit.fastPathGrant(r.nexus, true);
-    assert.equal(grant, { read: true, write: false, writeThrough: !r.unit.writeCacheEnabled });
-    r.unit.writeCacheEnabled = false;
-    assert.is(r.unit.fastPathGrant(r.nexus, false)?.writeThrough, true);
-  }));
+  test(`fast path (${v.name}): a read-only LUN map entry leases reads only; the core refuses the WRITE`, () =>
+    withAttachedRig(v, async (r) => {
+      const grant = r.unit.fastPathGrant(r.nexus, true);
+      assert.equal(grant, { read: true, write: false, writeThrough: !r.unit.writeCacheEnabled });
+      r.unit.writeCacheEnabled = false;
+      assert.is(r.unit.fastPathGrant(r.nexus, false)?.writeThrough, true);
+    }));
+}
 
 test.run();

@@ -1,0 +1,545 @@
+/*
+ * lunbox-fast: the USB fast path's serve loop in C, an optional addon for the worker thread
+ * of src/fabrics/usb/bot-fast-worker.ts. It does exactly what that worker's JavaScript loop
+ * does (and nothing more): read CBWs from bulk-OUT, serve plain READ(10/16) and WRITE(10/16)
+ * of a leased LUN between the endpoint files and the backstore, answer GOOD, and hand
+ * everything else back, unchanged, for the main thread's BOT machine and SCSI core.
+ *
+ * Why C: on a slow CPU (a Pi Zero, QEMU's TCG emulation) the JavaScript around each command
+ * costs about as much as the data copies, and it runs on the CPU the host-side work needs
+ * too. Here a command is a few syscalls. And a READ's data is copied once, as in the kernel's
+ * own f_mass_storage: f_fs copies it from a shared read-only mapping of the backstore (the
+ * page cache) straight into its USB request, with no pread into a buffer first. The mapping
+ * is never touched by this process itself, only handed to the kernel, so an I/O error or a
+ * range past the end comes back as EFAULT from the write, never as a SIGBUS.
+ *
+ * The READ data goes out with Linux AIO (io_submit), in pieces (16 KiB, as the kernel's buffers;
+ * LUNBOX_USB_PIECE_KIB for experiments): f_fs copies a piece when it queues it, so the host takes the first piece
+ * while the next is copied, and the worker leaves the backstore (BUSY cleared, see the lease
+ * protocol in bot-fast.ts) before the host has taken the data, as the JavaScript loop does
+ * after its pread. While it waits, a Bulk-Only Mass Storage Reset makes it cancel what is
+ * left: data the host abandoned is never taken as a later command's.
+ *
+ * Node-API is declared here rather than included: the few functions used are the stable
+ * Node-API C ABI, so the addon builds with a bare C compiler, needs no node-gyp, loads on
+ * Node >= 12 and in worker threads. Little-endian Linux (x86-64, ARM).
+ *
+ * Exports:
+ *   serve(ctl, layout, inFd, outFd, lunCount, cbw, data, out) -> number
+ *     ctl: the control block (Int32Array on a SharedArrayBuffer), layout: its indices
+ *     (Int32Array, see LAYOUT in bot-fast-worker.ts), cbw: Buffer >= 1024 bytes, data: the
+ *     WRITE buffer (its length is the largest command served), out: Int32Array(2).
+ *     Returns 1: a CBW for the core, out[0] its length in cbw, out[1] the data-out bytes
+ *     already read into data (-1: none); GO has been set to 0. 0: STOP is set or GO is 0.
+ *     -errno: endpoint I/O failed (out[0]: 0 reading a CBW, 1 writing bulk-IN, 2 reading
+ *     data-out).
+ *   release() -> 0: drop this thread's mapping and AIO context (before the thread ends).
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <linux/aio_abi.h>
+
+/* ---- Node-API (stable C ABI) ------------------------------------------------------------ */
+typedef struct napi_env__ *napi_env;
+typedef struct napi_value__ *napi_value;
+typedef struct napi_callback_info__ *napi_callback_info;
+typedef int napi_status; /* napi_ok == 0 */
+typedef napi_value (*napi_callback)(napi_env env, napi_callback_info info);
+typedef enum {
+  napi_int8_array, napi_uint8_array, napi_uint8_clamped_array, napi_int16_array, napi_uint16_array,
+  napi_int32_array, napi_uint32_array, napi_float32_array, napi_float64_array,
+  napi_bigint64_array, napi_biguint64_array
+} napi_typedarray_type;
+
+extern napi_status napi_get_cb_info(napi_env, napi_callback_info, size_t *, napi_value *, napi_value *, void **);
+extern napi_status napi_get_value_int32(napi_env, napi_value, int32_t *);
+extern napi_status napi_create_int32(napi_env, int32_t, napi_value *);
+extern napi_status napi_get_typedarray_info(napi_env, napi_value, napi_typedarray_type *, size_t *, void **, napi_value *, size_t *);
+extern napi_status napi_create_function(napi_env, const char *, size_t, napi_callback, void *, napi_value *);
+extern napi_status napi_set_named_property(napi_env, napi_value, const char *, napi_value);
+
+static napi_value int_value(napi_env env, int32_t v) {
+  napi_value r = NULL;
+  napi_create_int32(env, v, &r);
+  return r;
+}
+
+/* A TypedArray argument of the given type: its data and element count. */
+static int array_arg(napi_env env, napi_value v, napi_typedarray_type want, void **data, size_t *count) {
+  napi_typedarray_type type;
+  napi_value ab;
+  size_t offset;
+  if (napi_get_typedarray_info(env, v, &type, count, data, &ab, &offset) != 0 || type != want) return 0;
+  return 1;
+}
+
+/* ---- the control block ------------------------------------------------------------------ */
+/* Indices, in the order of LAYOUT in bot-fast-worker.ts. */
+enum { GO, BUSY, RESET, STOP, MPS, FAST_READS, FAST_WRITES, FORWARDED, MIB, BYTES, LEASES, LEASE_STRIDE,
+       L_FLAGS, L_FD, L_BLOCK_SIZE, L_BLOCKS_LO, L_BLOCKS_HI, L_MAX_BLOCKS, LAYOUT_WORDS };
+enum { LEASE_READ = 1, LEASE_WRITE = 2, LEASE_WRITE_THROUGH = 4 };
+
+struct ctlblock {
+  int32_t *w;
+  size_t words;
+  int32_t at[LAYOUT_WORDS];
+};
+
+static int32_t ld(const struct ctlblock *c, int i) { return __atomic_load_n(&c->w[c->at[i]], __ATOMIC_SEQ_CST); }
+static void st(const struct ctlblock *c, int i, int32_t v) { __atomic_store_n(&c->w[c->at[i]], v, __ATOMIC_SEQ_CST); }
+static int32_t add(const struct ctlblock *c, int i, int32_t v) { return __atomic_fetch_add(&c->w[c->at[i]], v, __ATOMIC_SEQ_CST); }
+static int32_t *lease(const struct ctlblock *c, int lun) { return &c->w[c->at[LEASES] + lun * c->at[LEASE_STRIDE]]; }
+
+/* ---- per-thread state ------------------------------------------------------------------- */
+#define WINDOW (64L << 20)
+#define MIN_TRANSFER (16 * 1024)
+#define MAX_PIECES 128 /* a READ's pieces in flight at most */
+static __thread struct {
+  /* The mapping window of a backstore. */
+  void *ptr;
+  size_t len;
+  off_t start;
+  int fd;
+  dev_t dev;
+  ino_t ino;
+  /* The AIO context for READ data (0: not set up yet, -1: unavailable). */
+  aio_context_t aio;
+  int aio_failed;
+  /* A CBW already read: a data-out read that a reset turned into the next CBW. */
+  uint8_t pending[1024];
+  int pending_len;
+  /* Largest single endpoint transfer; halved when f_fs cannot allocate (ENOMEM). */
+  size_t max_transfer;
+} t = { NULL, 0, 0, -1, 0, 0, 0, 0, { 0 }, 0, 1024 * 1024 };
+
+static void unmap_window(void) {
+  if (t.ptr != NULL) munmap(t.ptr, t.len);
+  t.ptr = NULL;
+  t.fd = -1;
+}
+
+/* The address of bytes [pos, pos+len) of fd in a shared read-only mapping, or NULL. */
+static const uint8_t *mapped(int fd, off_t pos, size_t len) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return NULL;
+  if (t.ptr != NULL && (t.fd != fd || t.dev != st.st_dev || t.ino != st.st_ino)) unmap_window();
+  if (t.ptr == NULL || pos < t.start || (size_t)(pos - t.start) + len > t.len) {
+    unmap_window();
+    off_t start = pos - pos % WINDOW;
+    size_t size = WINDOW;
+    if ((size_t)(pos - start) + len > size) size = (size_t)(pos - start) + len;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size = (size + page - 1) / page * page;
+    void *p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, start);
+    if (p == MAP_FAILED) return NULL;
+    t.ptr = p;
+    t.len = size;
+    t.start = start;
+    t.fd = fd;
+    t.dev = st.st_dev;
+    t.ino = st.st_ino;
+  }
+  return (const uint8_t *)t.ptr + (pos - t.start);
+}
+
+static int aio_ready(void) {
+  if (t.aio_failed) return 0;
+  if (t.aio == 0 && syscall(SYS_io_setup, (unsigned)MAX_PIECES + 16U, &t.aio) != 0) {
+    t.aio = 0;
+    t.aio_failed = 1;
+    return 0;
+  }
+  return 1;
+}
+
+/* ---- the plan (the same rules as planFast in bot-fast-worker.ts) ----------------------- */
+struct plan {
+  int write, lun, sync, fd;
+  uint32_t tag, bytes;
+  uint64_t position;
+};
+
+static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+static uint32_t le32(const uint8_t *p) { return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0]; }
+
+static int plan_fast(const uint8_t *b, int n, int lun_count, const struct ctlblock *c, uint32_t max_bytes, struct plan *p) {
+  if (n != 31 || le32(b) != 0x43425355) return 0;
+  int flags = b[12], lun = b[13], cb_length = b[14];
+  if ((flags & 0x7f) != 0 || lun >= lun_count || cb_length > 16) return 0;
+  const uint8_t *cdb = b + 15;
+  uint64_t lba;
+  uint32_t blocks;
+  int op = cdb[0];
+  if (op == 0x28 || op == 0x2a) {
+    if (cb_length < 10 || cdb[6] != 0 || cdb[9] != 0) return 0;
+    lba = be32(cdb + 2);
+    blocks = (uint32_t)cdb[7] << 8 | cdb[8];
+  } else if (op == 0x88 || op == 0x8a) {
+    if (cb_length < 16 || cdb[14] != 0 || cdb[15] != 0) return 0;
+    uint32_t hi = be32(cdb + 2);
+    if (hi >= 0x200000) return 0;
+    lba = (uint64_t)hi << 32 | be32(cdb + 6);
+    blocks = be32(cdb + 10);
+  } else {
+    return 0;
+  }
+  int write = op == 0x2a || op == 0x8a;
+  int b1 = cdb[1];
+  if ((b1 & ~0x18) != 0 || blocks == 0) return 0;
+  const int32_t *l = lease(c, lun);
+  int32_t lf = __atomic_load_n(&l[c->at[L_FLAGS]], __ATOMIC_SEQ_CST);
+  if ((lf & (write ? LEASE_WRITE : LEASE_READ)) == 0) return 0;
+  uint32_t block_size = (uint32_t)l[c->at[L_BLOCK_SIZE]];
+  uint64_t capacity = (uint64_t)(uint32_t)l[c->at[L_BLOCKS_LO]] + ((uint64_t)(uint32_t)l[c->at[L_BLOCKS_HI]] << 32);
+  if (lba + blocks > capacity || blocks > (uint32_t)l[c->at[L_MAX_BLOCKS]]) return 0;
+  uint64_t bytes = (uint64_t)blocks * block_size;
+  if (bytes != le32(b + 8) || bytes > max_bytes) return 0;
+  if (((flags & 0x80) != 0) == write) return 0;
+  p->write = write;
+  p->lun = lun;
+  p->tag = le32(b + 4);
+  p->fd = l[c->at[L_FD]];
+  p->position = lba * block_size;
+  p->bytes = (uint32_t)bytes;
+  p->sync = write && ((b1 & 0x08) != 0 || (lf & LEASE_WRITE_THROUGH) != 0);
+  return 1;
+}
+
+/* ---- serving ---------------------------------------------------------------------------- */
+static void unbusy(const struct ctlblock *c) { st(c, BUSY, 0); }
+
+/* BUSY, then the lease again: a revoke either sees BUSY and waits, or this sees it cleared. */
+static int claim(const struct ctlblock *c, int lun, int bit) {
+  st(c, BUSY, 1);
+  if ((__atomic_load_n(&lease(c, lun)[c->at[L_FLAGS]], __ATOMIC_SEQ_CST) & bit) != 0) return 1;
+  unbusy(c);
+  return 0;
+}
+
+static void count(const struct ctlblock *c, int slot, uint32_t bytes) {
+  add(c, slot, 1);
+  int32_t b = add(c, BYTES, (int32_t)bytes) + (int32_t)bytes;
+  if (b >= 1048576) {
+    add(c, BYTES, -1048576 * (b / 1048576));
+    add(c, MIB, b / 1048576);
+  }
+}
+
+/* Write len bytes at p, then tail, to fd (blocking), splitting on ENOMEM. Bytes written or
+   -errno; *sent: how many of p's bytes went out before a failure. */
+static long write_all(int fd, const uint8_t *p, size_t len, const uint8_t *tail, size_t tail_len, size_t *sent) {
+  size_t done = 0;
+  *sent = 0;
+  for (;;) {
+    size_t piece = len - done < t.max_transfer ? len - done : t.max_transfer;
+    int last = done + piece == len;
+    struct iovec iov[2] = { { (void *)(p + done), piece }, { (void *)tail, tail_len } };
+    ssize_t r = writev(fd, iov, last && tail_len > 0 ? 2 : 1);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ENOMEM && piece > MIN_TRANSFER) {
+        t.max_transfer = (piece / 2 / MIN_TRANSFER) * MIN_TRANSFER;
+        if (t.max_transfer < MIN_TRANSFER) t.max_transfer = MIN_TRANSFER;
+        continue;
+      }
+      return -errno;
+    }
+    done += piece;
+    *sent = done;
+    if (last) return (long)(len + tail_len);
+  }
+}
+
+static __thread uint8_t csw[13];
+
+static void set_csw(uint32_t tag, int status) {
+  csw[0] = 0x55; csw[1] = 0x53; csw[2] = 0x42; csw[3] = 0x53;
+  csw[4] = (uint8_t)tag; csw[5] = (uint8_t)(tag >> 8); csw[6] = (uint8_t)(tag >> 16); csw[7] = (uint8_t)(tag >> 24);
+  memset(csw + 8, 0, 4);
+  csw[12] = (uint8_t)status;
+}
+
+enum { FORWARD = 1, DONE = 2 };
+
+/* A READ's data is queued in pieces, so the host starts taking the first while f_fs copies
+   the next (the kernel's function does the same with its 16 KiB buffers). */
+static __thread struct iocb piece_cb[MAX_PIECES];
+static __thread struct iovec piece_iov[MAX_PIECES][2];
+
+static size_t piece_size(void) {
+  static size_t size;
+  if (size == 0) {
+    const char *e = getenv("LUNBOX_USB_PIECE_KIB");
+    long k = e != NULL ? strtol(e, NULL, 10) : 0;
+    size = k >= 4 && k <= 1024 ? (size_t)k * 1024 : 16 * 1024;
+  }
+  return size;
+}
+
+/*
+ * Queue `len` bytes at p (then the CSW when `with_csw`) on bulk-IN with AIO, piece by piece,
+ * leave the backstore (BUSY) once all are queued, and wait until the host has them; a reset
+ * meanwhile cancels what is left. 0 when sent; 1 when f_fs could not copy the first piece
+ * (nothing was queued); 3 when it could not copy a later one (the earlier ones went out);
+ * 2 when a reset abandoned them; -errno on failure.
+ */
+static long send_aio(const struct ctlblock *c, int in_fd, const uint8_t *p, size_t len, int with_csw, int32_t reset_at) {
+  size_t mps = (size_t)ld(c, MPS);
+  size_t piece = piece_size();
+  if (piece < len / MAX_PIECES + 1) piece = len / MAX_PIECES + 1;
+  piece = (piece + mps - 1) / mps * mps;
+  if (piece > t.max_transfer) piece = t.max_transfer;
+  int queued = 0;
+  long fail = 0;
+  size_t done = 0;
+  while (done < len) {
+    size_t n = len - done < piece ? len - done : piece;
+    int last = done + n == len;
+    struct iocb *cb = &piece_cb[queued];
+    piece_iov[queued][0].iov_base = (void *)(p + done);
+    piece_iov[queued][0].iov_len = n;
+    piece_iov[queued][1].iov_base = csw;
+    piece_iov[queued][1].iov_len = 13;
+    memset(cb, 0, sizeof *cb);
+    cb->aio_lio_opcode = IOCB_CMD_PWRITEV;
+    cb->aio_fildes = (uint32_t)in_fd;
+    cb->aio_buf = (uint64_t)(uintptr_t)piece_iov[queued];
+    cb->aio_nbytes = last && with_csw ? 2 : 1;
+    struct iocb *list[1] = { cb };
+    if (syscall(SYS_io_submit, t.aio, 1L, list) != 1) {
+      if (errno == ENOMEM && piece > MIN_TRANSFER) {
+        piece = (piece / 2 + mps - 1) / mps * mps;
+        continue;
+      }
+      fail = errno == EFAULT || errno == EIO ? (queued == 0 ? 1 : 3) : -errno;
+      break;
+    }
+    queued++;
+    done += n;
+    if (queued == MAX_PIECES && done < len) { fail = -E2BIG; break; }
+  }
+  unbusy(c); /* f_fs copied the data when it queued it: the backstore is done with */
+  int left = queued;
+  long result = 0;
+  struct io_event ev[16];
+  while (left > 0) {
+    struct timespec ts = { 0, 100 * 1000000L };
+    long got = syscall(SYS_io_getevents, t.aio, (long)(left < 16 ? left : 16), 16L, ev, &ts);
+    if (got < 0 && errno != EINTR) return -errno;
+    for (long i = 0; i < got; i++) {
+      left--;
+      if (ev[i].res < 0 && result == 0) result = (long)ev[i].res;
+    }
+    if (left > 0 && got <= 0 && (ld(c, RESET) != reset_at || ld(c, STOP) != 0)) {
+      /* The host abandoned the transfer (Reset Recovery), or we are stopping: cancel the rest. */
+      struct io_event gone;
+      for (int i = 0; i < queued; i++) syscall(SYS_io_cancel, t.aio, &piece_cb[i], &gone);
+    }
+  }
+  if (result < 0) return ld(c, RESET) != reset_at ? 2 : result;
+  return fail;
+}
+
+/* Halt bulk-IN (I/O the wrong way on it), retrying while dummy_hcd still has requests queued. */
+static void halt_in(int in_fd) {
+  uint8_t one;
+  for (int i = 0; i < 1000; i++) {
+    if (read(in_fd, &one, 1) < 0 && errno == EAGAIN) {
+      struct timespec ts = { 0, 2 * 1000000L };
+      nanosleep(&ts, NULL);
+      continue;
+    }
+    return;
+  }
+}
+
+/*
+ * Data went out and the rest cannot be read: neither GOOD nor the core's answer is possible.
+ * Halt bulk-IN and answer phase error: the host's Reset Recovery and retry then reach the
+ * core (which gives the MEDIUM ERROR).
+ */
+static void phase_error(int in_fd, uint32_t tag) {
+  size_t sent;
+  halt_in(in_fd);
+  set_csw(tag, 2);
+  write_all(in_fd, csw, 13, NULL, 0, &sent);
+}
+
+/* A READ: one copy, from the mapping. FORWARD when the core must serve it, DONE, or -errno. */
+static long serve_read(const struct ctlblock *c, const struct plan *p, int in_fd, int32_t reset_at) {
+  if (!claim(c, p->lun, LEASE_READ)) return FORWARD;
+  int with_csw = p->bytes % (uint32_t)ld(c, MPS) == 0;
+  set_csw(p->tag, 0);
+  const uint8_t *src = mapped(p->fd, (off_t)p->position, p->bytes);
+  if (src == NULL) {
+    unbusy(c);
+    return FORWARD;
+  }
+  if (aio_ready()) {
+    long r = send_aio(c, in_fd, src, p->bytes, with_csw, reset_at);
+    if (r == 1) return FORWARD; /* an I/O error reading the backstore: the core answers it */
+    if (r == 2) return DONE;    /* abandoned by Reset Recovery */
+    if (r == 3) {
+      phase_error(in_fd, p->tag);
+      return DONE;
+    }
+    if (r < 0) return r;
+  } else {
+    /* Without AIO, or bigger than one request: blocking writes, the backstore busy until the
+       host has the data (a revoke waits that long). */
+    size_t sent;
+    long r = write_all(in_fd, src, p->bytes, with_csw ? csw : NULL, with_csw ? 13 : 0, &sent);
+    unbusy(c);
+    if ((r == -EFAULT || r == -EIO) && sent == 0) return FORWARD; /* the core answers the error */
+    if (r == -EFAULT || r == -EIO) {
+      phase_error(in_fd, p->tag);
+      return DONE;
+    }
+    if (r < 0) return r;
+  }
+  if (!with_csw) {
+    size_t sent;
+    long r = write_all(in_fd, csw, 13, NULL, 0, &sent);
+    if (r < 0) return r;
+  }
+  count(c, FAST_READS, p->bytes);
+  return DONE;
+}
+
+/* A WRITE: data-out into `data`, then the backstore. FORWARD (out_len: data-out held), DONE, -errno. */
+static long serve_write(const struct ctlblock *c, const struct plan *p, int in_fd, int out_fd, uint8_t *data,
+                        int32_t reset_at, int32_t *out_len) {
+  uint32_t got = 0;
+  while (got < p->bytes) {
+    size_t ask = p->bytes - got < t.max_transfer ? p->bytes - got : t.max_transfer;
+    ssize_t r = read(out_fd, data + got, ask);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ENOMEM && ask > MIN_TRANSFER) {
+        t.max_transfer = (ask / 2 / MIN_TRANSFER) * MIN_TRANSFER;
+        if (t.max_transfer < MIN_TRANSFER) t.max_transfer = MIN_TRANSFER;
+        continue;
+      }
+      return -errno;
+    }
+    if (ld(c, RESET) != reset_at) {
+      /* Reset Recovery happened while this read waited: what it got is the next CBW. */
+      if (r > 0 && r <= 1024) {
+        memcpy(t.pending, data + got, (size_t)r);
+        t.pending_len = (int)r;
+      }
+      return DONE;
+    }
+    got += (uint32_t)r;
+    if ((size_t)r < ask) break; /* a short packet: the host sent less than it said */
+  }
+  *out_len = (int32_t)got;
+  if (got < p->bytes || !claim(c, p->lun, LEASE_WRITE)) return FORWARD;
+  uint32_t put = 0;
+  while (put < p->bytes) {
+    ssize_t r = pwrite(p->fd, data + put, p->bytes - put, (off_t)(p->position + put));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    put += (uint32_t)r;
+  }
+  if (put < p->bytes || (p->sync && fdatasync(p->fd) != 0)) {
+    /* The core writes it again from the same data and answers (MEDIUM ERROR if it fails too). */
+    unbusy(c);
+    return FORWARD;
+  }
+  unbusy(c);
+  set_csw(p->tag, 0);
+  size_t sent;
+  long r = write_all(in_fd, csw, 13, NULL, 0, &sent);
+  if (r < 0) return r;
+  count(c, FAST_WRITES, p->bytes);
+  return DONE;
+}
+
+static napi_value js_serve(napi_env env, napi_callback_info info) {
+  napi_value argv[8];
+  size_t argc = 8;
+  struct ctlblock c;
+  int32_t *layout, *out;
+  size_t layout_n, out_n, cbw_n, data_n;
+  uint8_t *cbw, *data;
+  int32_t in_fd, out_fd, lun_count;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != 0 || argc < 8 ||
+      !array_arg(env, argv[0], napi_int32_array, (void **)&c.w, &c.words) ||
+      !array_arg(env, argv[1], napi_int32_array, (void **)&layout, &layout_n) || layout_n != LAYOUT_WORDS ||
+      napi_get_value_int32(env, argv[2], &in_fd) != 0 || napi_get_value_int32(env, argv[3], &out_fd) != 0 ||
+      napi_get_value_int32(env, argv[4], &lun_count) != 0 ||
+      !array_arg(env, argv[5], napi_uint8_array, (void **)&cbw, &cbw_n) || cbw_n < 1024 ||
+      !array_arg(env, argv[6], napi_uint8_array, (void **)&data, &data_n) ||
+      !array_arg(env, argv[7], napi_int32_array, (void **)&out, &out_n) || out_n < 2)
+    return int_value(env, -EINVAL);
+  memcpy(c.at, layout, sizeof c.at);
+  if (lun_count < 1 || (size_t)(c.at[LEASES] + lun_count * c.at[LEASE_STRIDE]) > c.words) return int_value(env, -EINVAL);
+  for (int i = 0; i < LEASES; i++)
+    if (c.at[i] < 0 || (size_t)c.at[i] >= c.words) return int_value(env, -EINVAL);
+
+  for (;;) {
+    if (ld(&c, STOP) != 0 || ld(&c, GO) == 0) return int_value(env, 0);
+    int n;
+    if (t.pending_len > 0) {
+      n = t.pending_len;
+      memcpy(cbw, t.pending, (size_t)n);
+      t.pending_len = 0;
+    } else {
+      ssize_t r = read(out_fd, cbw, (size_t)ld(&c, MPS));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        out[0] = 0;
+        return int_value(env, -errno);
+      }
+      n = (int)r;
+    }
+    if (ld(&c, STOP) != 0) return int_value(env, 0);
+    struct plan p;
+    int32_t held = -1;
+    long r = FORWARD;
+    if (plan_fast(cbw, n, lun_count, &c, (uint32_t)data_n, &p)) {
+      int32_t reset_at = ld(&c, RESET);
+      r = p.write ? serve_write(&c, &p, in_fd, out_fd, data, reset_at, &held) : serve_read(&c, &p, in_fd, reset_at);
+      if (r < 0) {
+        out[0] = p.write ? 2 : 1;
+        return int_value(env, (int32_t)r);
+      }
+    }
+    if (r == FORWARD) {
+      st(&c, GO, 0);
+      add(&c, FORWARDED, 1);
+      out[0] = n;
+      out[1] = held;
+      return int_value(env, 1);
+    }
+  }
+}
+
+static napi_value js_release(napi_env env, napi_callback_info info) {
+  (void)info;
+  unmap_window();
+  if (t.aio != 0) syscall(SYS_io_destroy, t.aio);
+  t.aio = 0;
+  return int_value(env, 0);
+}
+
+static void put(napi_env env, napi_value exports, const char *name, napi_callback cb) {
+  napi_value f;
+  if (napi_create_function(env, name, (size_t)-1, cb, NULL, &f) == 0) napi_set_named_property(env, exports, name, f);
+}
+
+__attribute__((visibility("default"))) napi_value napi_register_module_v1(napi_env env, napi_value exports) {
+  put(env, exports, "serve", js_serve);
+  put(env, exports, "release", js_release);
+  return exports;
+}
