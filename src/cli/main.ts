@@ -48,10 +48,11 @@ Quick one-LUN export (no config file):
       --ncm-address A/N  the board's address on that network [10.55.0.1/30]
       --serial TEXT      USB serial number string
       --usb-engine E     who serves the USB LUNs: 'userspace' (lunbox's SCSI core,
-                         default; plain READ/WRITE in a worker thread, off with
-                         LUNBOX_USB_FASTPATH=0 or usb.fastPath false) or 'kernel' (the
-                         kernel's mass_storage function: file/block backstores only,
-                         fastest on small boards)
+                         default; plain READ/WRITE in a worker thread, in C when the
+                         lunbox-fast addon is beside the bundle (npm run build makes
+                         it), off with LUNBOX_USB_FASTPATH=0 or usb.fastPath false) or
+                         'kernel' (the kernel's mass_storage function: file/block
+                         backstores only)
   -b, --backstore SPEC   what to export as LUN 0 [ram:64M; none with only --cdrom]
                            ram:SIZE           sparse RAM disk, e.g. ram:1G
                            file:PATH[:SIZE]   image file; created sparse at SIZE if missing

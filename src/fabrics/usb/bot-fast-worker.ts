@@ -18,6 +18,11 @@
 // back meanwhile) is handed over unchanged, with the data-out already read, and the core
 // gives the real answer.
 //
+// With the lunbox-fast addon (src/native/lunbox-fast.c, found by fast-addon.ts) the worker
+// runs the same loop in C, with the same rules (planFast's twin is plan_fast there) and the
+// same control block (nativeLayout gives it the indices): a READ's data then goes out with
+// one copy, from a mapping of the backstore, and a command costs no JavaScript at all.
+//
 // These functions run in the worker from their source text (fastWorkerSource): they use
 // only their arguments, `require` and literals.
 
