@@ -53,6 +53,12 @@ if [ $BOARDS = 1 ]; then
 			echo "build-native: $cc missing (apt-get install gcc-${cc%-gcc}): no $arch addon" >&2; exit 1
 		fi
 		cc_to "$cc" "$OUT/native/lunbox-fast-linux-$arch.node" "$@"
+		# A division by a run-time value pulls in libgcc's helpers, built for ARMv7 (Thumb-2):
+		# a Pi Zero would die of SIGILL. The source avoids them; check it stayed so.
+		if [ "$arch" = arm ] && command -v arm-linux-gnueabihf-readelf >/dev/null &&
+			! arm-linux-gnueabihf-readelf -A "$OUT/native/lunbox-fast-linux-arm.node" | grep -q 'Tag_CPU_arch: v6$'; then
+			echo "build-native: the arm build is not ARMv6 code (a libgcc helper crept in?)" >&2; exit 1
+		fi
 		echo "build-native: $OUT/native/lunbox-fast-linux-$arch.node"
 	done
 fi

@@ -125,6 +125,10 @@ static __thread struct {
   size_t max_transfer;
 } t = { NULL, 0, 0, -1, 0, 0, 0, 0, { 0 }, 0, 1024 * 1024 };
 
+/* Round up to a multiple of a power of two (no division: a 32-bit ARM has no divide
+   instruction, and libgcc's helpers are built for ARMv7, which a Pi Zero cannot run). */
+static size_t round_up(size_t n, size_t pow2) { return (n + pow2 - 1) & ~(pow2 - 1); }
+
 static void unmap_window(void) {
   if (t.ptr != NULL) munmap(t.ptr, t.len);
   t.ptr = NULL;
@@ -138,11 +142,11 @@ static const uint8_t *mapped(int fd, off_t pos, size_t len) {
   if (t.ptr != NULL && (t.fd != fd || t.dev != st.st_dev || t.ino != st.st_ino)) unmap_window();
   if (t.ptr == NULL || pos < t.start || (size_t)(pos - t.start) + len > t.len) {
     unmap_window();
-    off_t start = pos - pos % WINDOW;
+    off_t start = pos & ~(off_t)(WINDOW - 1);
     size_t size = WINDOW;
     if ((size_t)(pos - start) + len > size) size = (size_t)(pos - start) + len;
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size = (size + page - 1) / page * page;
+    size = round_up(size, page);
     void *p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, start);
     if (p == MAP_FAILED) return NULL;
     t.ptr = p;
@@ -287,68 +291,94 @@ static size_t piece_size(size_t dflt) {
   return k >= 4 && k <= 1024 ? (size_t)k * 1024 : dflt;
 }
 
+/* Bulk-IN requests queued and not yet reaped (a READ's pieces and CSW), the RESET count they
+   were queued under, and the index of the first (piece_cb). */
+static __thread int in_queued;
+static __thread int32_t in_reset_at;
+
 /*
- * Queue `len` bytes at p (then the CSW when `with_csw`) on bulk-IN with AIO, piece by piece,
- * leave the backstore (BUSY) once all are queued, and wait until the host has them; a reset
- * meanwhile cancels what is left. 0 when sent; 1 when f_fs could not copy the first piece
- * (nothing was queued); 3 when it could not copy a later one (the earlier ones went out);
- * 2 when a reset abandoned them; -errno on failure.
+ * Queue `len` bytes at p on bulk-IN with AIO, piece by piece, then the CSW (with the last piece
+ * when `with_csw`, else on its own), and leave the backstore (BUSY): f_fs copied each piece
+ * when it queued it. The worker does not wait for the host to take them: it goes on to read
+ * the next CBW, which comes only after the host has the CSW, and settle_in reaps them then.
+ * 0 when all is queued; 1 when f_fs could not copy the first piece (nothing queued); 3 when
+ * it could not copy a later one (the earlier ones are queued); -errno on failure.
  */
 static long send_aio(const struct ctlblock *c, int in_fd, const uint8_t *p, size_t len, int with_csw, int32_t reset_at) {
   size_t mps = (size_t)ld(c, MPS);
   size_t piece = piece_size(16 * 1024);
-  if (piece < len / MAX_PIECES + 1) piece = len / MAX_PIECES + 1;
-  piece = (piece + mps - 1) / mps * mps;
+  if (piece < (len >> 6) + 1) piece = (len >> 6) + 1; /* at most 64 pieces: fewer than MAX_PIECES */
+  piece = round_up(piece, mps);
   if (piece > t.max_transfer) piece = t.max_transfer;
   int queued = 0;
   long fail = 0;
   size_t done = 0;
-  while (done < len) {
-    size_t n = len - done < piece ? len - done : piece;
+  in_reset_at = reset_at;
+  while (done < len || (!with_csw && fail == 0 && done == len)) {
+    int csw_only = done == len;
+    size_t n = csw_only ? 0 : (len - done < piece ? len - done : piece);
     int last = done + n == len;
     struct iocb *cb = &piece_cb[queued];
-    piece_iov[queued][0].iov_base = (void *)(p + done);
-    piece_iov[queued][0].iov_len = n;
+    piece_iov[queued][0].iov_base = csw_only ? (void *)csw : (void *)(p + done);
+    piece_iov[queued][0].iov_len = csw_only ? 13 : n;
     piece_iov[queued][1].iov_base = csw;
     piece_iov[queued][1].iov_len = 13;
     memset(cb, 0, sizeof *cb);
+    cb->aio_data = (uint64_t)queued;
     cb->aio_lio_opcode = IOCB_CMD_PWRITEV;
     cb->aio_fildes = (uint32_t)in_fd;
     cb->aio_buf = (uint64_t)(uintptr_t)piece_iov[queued];
-    cb->aio_nbytes = last && with_csw ? 2 : 1;
+    cb->aio_nbytes = !csw_only && last && with_csw ? 2 : 1;
     struct iocb *list[1] = { cb };
     if (syscall(SYS_io_submit, t.aio, 1L, list) != 1) {
-      if (errno == ENOMEM && piece > MIN_TRANSFER) {
-        piece = (piece / 2 + mps - 1) / mps * mps;
+      if (errno == ENOMEM && piece > MIN_TRANSFER && !csw_only) {
+        piece = round_up(piece / 2, mps);
         continue;
       }
-      fail = errno == EFAULT || errno == EIO ? (queued == 0 ? 1 : 3) : -errno;
+      fail = csw_only ? -errno : errno == EFAULT || errno == EIO ? (queued == 0 ? 1 : 3) : -errno;
       break;
     }
     queued++;
+    in_queued = queued;
+    if (csw_only) break;
     done += n;
-    if (queued == MAX_PIECES && done < len) { fail = -E2BIG; break; }
+    if (queued == MAX_PIECES - 1 && done < len) { fail = -E2BIG; break; }
   }
   unbusy(c); /* f_fs copied the data when it queued it: the backstore is done with */
-  int left = queued;
+  return fail;
+}
+
+/*
+ * Reap the bulk-IN requests still queued: before the next command (or the core) uses bulk-IN.
+ * If a Bulk-Only Mass Storage Reset came since they were queued, the host abandoned them:
+ * they are cancelled, so none is taken as a later command's data. 0, 2 (cancelled after a
+ * reset), or -errno (one failed).
+ */
+static long settle_in(const struct ctlblock *c) {
   long result = 0;
+  int left = in_queued;
+  int cancelled = 0;
   struct io_event ev[16];
   while (left > 0) {
+    if (!cancelled && (ld(c, RESET) != in_reset_at || ld(c, STOP) != 0)) {
+      struct io_event gone;
+      for (int i = 0; i < in_queued; i++) syscall(SYS_io_cancel, t.aio, &piece_cb[i], &gone);
+      cancelled = 1;
+    }
     struct timespec ts = { 0, 100 * 1000000L };
     long got = syscall(SYS_io_getevents, t.aio, (long)(left < 16 ? left : 16), 16L, ev, &ts);
-    if (got < 0 && errno != EINTR) return -errno;
+    if (got < 0 && errno != EINTR) {
+      result = -errno;
+      break;
+    }
     for (long i = 0; i < got; i++) {
       left--;
       if (ev[i].res < 0 && result == 0) result = (long)ev[i].res;
     }
-    if (left > 0 && got <= 0 && (ld(c, RESET) != reset_at || ld(c, STOP) != 0)) {
-      /* The host abandoned the transfer (Reset Recovery), or we are stopping: cancel the rest. */
-      struct io_event gone;
-      for (int i = 0; i < queued; i++) syscall(SYS_io_cancel, t.aio, &piece_cb[i], &gone);
-    }
   }
-  if (result < 0) return ld(c, RESET) != reset_at ? 2 : result;
-  return fail;
+  in_queued = 0;
+  if (cancelled || ld(c, RESET) != in_reset_at) return 2;
+  return result;
 }
 
 /* Halt bulk-IN (I/O the wrong way on it), retrying while dummy_hcd still has requests queued. */
@@ -379,7 +409,7 @@ static void phase_error(int in_fd, uint32_t tag) {
 /* A READ: one copy, from the mapping. FORWARD when the core must serve it, DONE, or -errno. */
 static long serve_read(const struct ctlblock *c, const struct plan *p, int in_fd, int32_t reset_at) {
   if (!claim(c, p->lun, LEASE_READ)) return FORWARD;
-  int with_csw = p->bytes % (uint32_t)ld(c, MPS) == 0;
+  int with_csw = (p->bytes & ((uint32_t)ld(c, MPS) - 1)) == 0;
   set_csw(p->tag, 0);
   const uint8_t *src = mapped(p->fd, (off_t)p->position, p->bytes);
   if (src == NULL) {
@@ -389,12 +419,16 @@ static long serve_read(const struct ctlblock *c, const struct plan *p, int in_fd
   if (aio_ready()) {
     long r = send_aio(c, in_fd, src, p->bytes, with_csw, reset_at);
     if (r == 1) return FORWARD; /* an I/O error reading the backstore: the core answers it */
-    if (r == 2) return DONE;    /* abandoned by Reset Recovery */
     if (r == 3) {
-      phase_error(in_fd, p->tag);
+      if (settle_in(c) != 2) phase_error(in_fd, p->tag);
       return DONE;
     }
-    if (r < 0) return r;
+    if (r < 0) {
+      settle_in(c);
+      return r;
+    }
+    count(c, FAST_READS, p->bytes);
+    return DONE; /* the CSW is queued: settle_in reaps it with the next CBW */
   } else {
     /* Without AIO, or bigger than one request: blocking writes, the backstore busy until the
        host has the data (a revoke waits that long). */
@@ -443,8 +477,8 @@ static long write_aio(const struct ctlblock *c, const struct plan *p, int out_fd
   size_t len = p->bytes;
   size_t mps = (size_t)ld(c, MPS);
   size_t piece = piece_size(32 * 1024);
-  if (piece < len / MAX_PIECES + 1) piece = len / MAX_PIECES + 1;
-  piece = (piece + mps - 1) / mps * mps;
+  if (piece < (len >> 6) + 1) piece = (len >> 6) + 1; /* at most 64 pieces: fewer than MAX_PIECES */
+  piece = round_up(piece, mps);
   if (piece > t.max_transfer) piece = t.max_transfer;
   int queued = 0;
   long fail = 0;
@@ -462,7 +496,7 @@ static long write_aio(const struct ctlblock *c, const struct plan *p, int out_fd
     struct iocb *list[1] = { cb };
     if (syscall(SYS_io_submit, t.aio, 1L, list) != 1) {
       if (errno == ENOMEM && piece > MIN_TRANSFER) {
-        piece = (piece / 2 + mps - 1) / mps * mps;
+        piece = round_up(piece / 2, mps);
         continue;
       }
       fail = -errno;
@@ -630,7 +664,10 @@ static napi_value js_serve(napi_env env, napi_callback_info info) {
     if (c.at[i] < 0 || (size_t)c.at[i] >= c.words) return int_value(env, -EINVAL);
 
   for (;;) {
-    if (ld(&c, STOP) != 0 || ld(&c, GO) == 0) return int_value(env, 0);
+    if (ld(&c, STOP) != 0 || ld(&c, GO) == 0) {
+      settle_in(&c);
+      return int_value(env, 0);
+    }
     int n;
     if (t.pending_len > 0) {
       n = t.pending_len;
@@ -640,12 +677,21 @@ static napi_value js_serve(napi_env env, napi_callback_info info) {
       ssize_t r = read(out_fd, cbw, (size_t)ld(&c, MPS));
       if (r < 0) {
         if (errno == EINTR) continue;
+        int e = errno;
+        settle_in(&c); /* what was queued failed too, or was cancelled: not this session's */
         out[0] = 0;
-        return int_value(env, -errno);
+        return int_value(env, -e);
       }
       n = (int)r;
     }
+    /* The previous READ's data and CSW: done on the bus (the host sent this CBW after the CSW),
+       or abandoned by a reset and cancelled. */
+    long settled = settle_in(&c);
     if (ld(&c, STOP) != 0) return int_value(env, 0);
+    if (settled < 0) {
+      out[0] = 1;
+      return int_value(env, (int32_t)settled);
+    }
     struct plan p;
     int32_t held = -1;
     long r = FORWARD;
