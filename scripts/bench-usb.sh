@@ -2,10 +2,11 @@
 # USB mass-storage throughput: lunbox (FunctionFS + BOT in Node) against the kernel's own
 # f_mass_storage, on the same dummy_hcd loopback, the same backing file (tmpfs) and the same
 # host driver (usb-storage), with sequential 1 MiB O_DIRECT dd reads and writes.
-# Prints one line per run and a table with the lunbox/kernel ratio (goal >= 0.9).
+# Runs the two sides in alternating rounds (a fresh gadget each), prints one line per round
+# and a table of the best and the median figures with the lunbox/kernel ratio (goal >= 0.9).
 #
 #   scripts/bench-usb.sh                 on the host: boots the VM (scripts/vm/run-in-vm.sh)
-#   BENCH_MB=256 BENCH_RUNS=2 USB_SPEED=high|super BENCH_FIO=1   knobs (passed into the VM)
+#   BENCH_MB=256 BENCH_RUNS=3 USB_SPEED=high|super BENCH_FIO=1   knobs (passed into the VM)
 #   BENCH_TRACE=1   also trace 16 MiB of reads with the gadget tracepoints (ftrace) and print,
 #                   per side, where a READ's time goes: CBW in -> data queued (the device's
 #                   response), data queued -> data and CSW taken (the bus), CSW -> next CBW
@@ -20,7 +21,7 @@ fi
 REPO=$(cd "${VM_SCRIPT_DIR:-$HERE}/.." && pwd)
 . "$REPO/scripts/vm/lib-usb.sh"
 MB=${BENCH_MB:-256}
-RUNS=${BENCH_RUNS:-2}
+RUNS=${BENCH_RUNS:-3}
 
 usb_modules
 mkdir -p /mnt/bench
@@ -28,22 +29,20 @@ mount -t tmpfs -o size=$((MB + 32))M tmpfs /mnt/bench
 IMG=/mnt/bench/backing.img
 dd if=/dev/zero of=$IMG bs=1M count=$MB status=none
 lunbox_bundle || { echo "bundle failed"; exit 1; }
-say "kernel $(uname -r), accel=${VM_ACCEL:-?}, ${USB_SPEED:-high} speed, $MB MiB, best of $RUNS, dd bs=1M direct"
+say "kernel $(uname -r), accel=${VM_ACCEL:-?}, ${USB_SPEED:-high} speed, $MB MiB, $RUNS alternating rounds, dd bs=1M direct"
 
 # dd_mbs ARGS...: run dd, print MB/s (decimal, as dd does)
 dd_mbs() {
 	dd "$@" 2>&1 | awk '/copied/ { for (i = 1; i <= NF; i++) if ($i == "s,") t = $(i - 1); b = $1 } END { if (t > 0) printf "%.1f", b / t / 1e6; else print "0" }'
 }
-# measure NAME DEV: sets R_<NAME>, W_<NAME> (best of RUNS)
+# measure NAME DEV ROUND: one read and one write run, appended to RL_<NAME> / WL_<NAME>; the
+# first round also runs fio (BENCH_FIO=1) and the trace (BENCH_TRACE=1)
 measure() {
-	best_r=0; best_w=0
-	for i in $(seq 1 "$RUNS"); do
-		r=$(dd_mbs if=/dev/$2 of=/dev/null bs=1M count=$MB iflag=direct)
-		w=$(dd_mbs if=/dev/zero of=/dev/$2 bs=1M count=$MB oflag=direct)
-		echo "  $1 run $i: read $r MB/s, write $w MB/s"
-		best_r=$(awk -v a="$best_r" -v b="$r" 'BEGIN{print (b > a) ? b : a}')
-		best_w=$(awk -v a="$best_w" -v b="$w" 'BEGIN{print (b > a) ? b : a}')
-	done
+	r=$(dd_mbs if=/dev/$2 of=/dev/null bs=1M count=$MB iflag=direct)
+	w=$(dd_mbs if=/dev/zero of=/dev/$2 bs=1M count=$MB oflag=direct)
+	echo "  $1 round $3: read $r MB/s, write $w MB/s"
+	eval "RL_$1=\"\${RL_$1:-} $r\"; WL_$1=\"\${WL_$1:-} $w\""
+	[ "$3" = 1 ] || return 0
 	if [ "${BENCH_FIO:-0}" = 1 ] && command -v fio >/dev/null; then
 		for rw in read write; do
 			fio --name=b --filename=/dev/$2 --rw=$rw --bs=1M --direct=1 --ioengine=libaio --iodepth=4 \
@@ -52,8 +51,11 @@ measure() {
 		done
 	fi
 	[ "${BENCH_TRACE:-0}" = 1 ] && trace_reads "$1" "$2"
-	eval "R_$1=$best_r; W_$1=$best_w"
+	return 0
 }
+# best LIST / median LIST: of the figures in LIST
+best() { echo "$1" | tr ' ' '\n' | awk 'NF { if ($1 > m) m = $1 } END { printf "%.1f", m + 0 }'; }
+median() { echo "$1" | tr ' ' '\n' | awk 'NF' | sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) printf "%.1f", v[(NR + 1) / 2]; else printf "%.1f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # trace_reads NAME DEV: 16 MiB of 1 MiB direct reads under the gadget tracepoints, then the
 # mean of each phase of a READ command, from the requests the function queues on its endpoints:
@@ -86,42 +88,58 @@ trace_reads() {
 		}' $T/trace
 }
 
-# --- kernel f_mass_storage ---------------------------------------------------------------
+# --- the rounds: kernel f_mass_storage, then lunbox, RUNS times ----------------------------
+# Alternating the two sides, each with a fresh gadget, spreads the VM's drift (the figures of
+# one side move by +-20% over a run) over both instead of biasing the side measured later.
 G=/sys/kernel/config/usb_gadget/msbench
-mkdir $G
-echo 0x1d6b >$G/idVendor; echo 0x0104 >$G/idProduct
-mkdir $G/strings/0x409 $G/configs/c.1 $G/configs/c.1/strings/0x409
-echo MSBENCH >$G/strings/0x409/serialnumber
-mkdir $G/functions/mass_storage.0
-echo $IMG >$G/functions/mass_storage.0/lun.0/file
-ln -s $G/functions/mass_storage.0 $G/configs/c.1/
-ls /sys/class/udc | head -n1 >$G/UDC
-if wait_sd Linux; then
-	say "kernel mass_storage: /dev/$DEV max_sectors_kb=$(cat /sys/block/$DEV/queue/max_sectors_kb)"
-	measure kernel $DEV
-else
-	echo "kernel mass_storage: no /dev/sdX"; R_kernel=0; W_kernel=0
-fi
-KDEV=$DEV
-echo "" >$G/UDC
-rm $G/configs/c.1/mass_storage.0
-rmdir $G/configs/c.1/strings/0x409 $G/configs/c.1 $G/functions/mass_storage.0 $G/strings/0x409 $G
-wait_no_sd "$KDEV" || true
+kernel_up() {
+	mkdir $G
+	echo 0x1d6b >$G/idVendor; echo 0x0104 >$G/idProduct
+	mkdir $G/strings/0x409 $G/configs/c.1 $G/configs/c.1/strings/0x409
+	echo MSBENCH >$G/strings/0x409/serialnumber
+	mkdir $G/functions/mass_storage.0
+	echo $IMG >$G/functions/mass_storage.0/lun.0/file
+	ln -s $G/functions/mass_storage.0 $G/configs/c.1/
+	ls /sys/class/udc | head -n1 >$G/UDC
+}
+kernel_down() {
+	KDEV=$DEV
+	echo "" >$G/UDC
+	rm $G/configs/c.1/mass_storage.0
+	rmdir $G/configs/c.1/strings/0x409 $G/configs/c.1 $G/functions/mass_storage.0 $G/strings/0x409 $G
+	wait_no_sd "$KDEV" || true
+}
+ok_kernel=1 ok_lunbox=1
+for round in $(seq 1 "$RUNS"); do
+	kernel_up
+	if wait_sd Linux; then
+		[ "$round" = 1 ] && say "kernel mass_storage: /dev/$DEV max_sectors_kb=$(cat /sys/block/$DEV/queue/max_sectors_kb)"
+		measure kernel $DEV $round
+	else
+		echo "kernel mass_storage: no /dev/sdX"; ok_kernel=0
+	fi
+	kernel_down
+	if lunbox_start --backstore file:$IMG && wait_sd LUNBOX; then
+		if [ "$round" = 1 ]; then
+			say "lunbox: /dev/$DEV max_sectors_kb=$(cat /sys/block/$DEV/queue/max_sectors_kb)"
+			grep -E 'serve loop in C|JavaScript loop' "$LUNBOX_LOG" | head -n 1 | sed 's/^<[0-9]>/  /'
+		fi
+		measure lunbox $DEV $round
+	else
+		echo "lunbox: did not start or no /dev/sdX"; cat "$LUNBOX_LOG"; ok_lunbox=0
+	fi
+	LDEV=$DEV
+	lunbox_stop TERM
+	grep -E 'warn|error|usb profile' "$LUNBOX_LOG" | head -n 5
+	wait_no_sd "$LDEV" >/dev/null 2>&1 || true
+done
+R_kernel=$(best "${RL_kernel:-}") W_kernel=$(best "${WL_kernel:-}") R_lunbox=$(best "${RL_lunbox:-}") W_lunbox=$(best "${WL_lunbox:-}")
+MR_kernel=$(median "${RL_kernel:-}") MW_kernel=$(median "${WL_kernel:-}") MR_lunbox=$(median "${RL_lunbox:-}") MW_lunbox=$(median "${WL_lunbox:-}")
 
-# --- lunbox --------------------------------------------------------------------------------
-if lunbox_start --backstore file:$IMG && wait_sd LUNBOX; then
-	say "lunbox: /dev/$DEV max_sectors_kb=$(cat /sys/block/$DEV/queue/max_sectors_kb)"
-	measure lunbox $DEV
-else
-	echo "lunbox: did not start or no /dev/sdX"; cat "$LUNBOX_LOG"; R_lunbox=0; W_lunbox=0
-fi
-lunbox_stop TERM
-grep -E 'warn|error|usb profile' "$LUNBOX_LOG" | head -n 5
-
-say "sequential 1 MiB O_DIRECT, MB/s (best of $RUNS)"
-printf '%-24s %8s %8s\n' "" read write
-printf '%-24s %8s %8s\n' "kernel f_mass_storage" "$R_kernel" "$W_kernel"
-printf '%-24s %8s %8s\n' "lunbox (FunctionFS+BOT)" "$R_lunbox" "$W_lunbox"
-awk -v kr="$R_kernel" -v kw="$W_kernel" -v lr="$R_lunbox" -v lw="$W_lunbox" \
-	'BEGIN { printf "%-24s %8.2f %8.2f\n", "ratio lunbox/kernel", (kr > 0) ? lr / kr : 0, (kw > 0) ? lw / kw : 0 }'
-awk -v a="$R_kernel" -v b="$R_lunbox" 'BEGIN { exit !(a > 0 && b > 0) }'
+say "sequential 1 MiB O_DIRECT, MB/s ($RUNS alternating rounds: best, and median)"
+printf '%-24s %8s %8s %10s %10s\n' "" read write "read med" "write med"
+printf '%-24s %8s %8s %10s %10s\n' "kernel f_mass_storage" "$R_kernel" "$W_kernel" "$MR_kernel" "$MW_kernel"
+printf '%-24s %8s %8s %10s %10s\n' "lunbox (FunctionFS+BOT)" "$R_lunbox" "$W_lunbox" "$MR_lunbox" "$MW_lunbox"
+awk -v kr="$R_kernel" -v kw="$W_kernel" -v lr="$R_lunbox" -v lw="$W_lunbox" -v mkr="$MR_kernel" -v mkw="$MW_kernel" -v mlr="$MR_lunbox" -v mlw="$MW_lunbox" \
+	'function q(a, b) { return (b > 0) ? a / b : 0 } BEGIN { printf "%-24s %8.2f %8.2f %10.2f %10.2f\n", "ratio lunbox/kernel", q(lr, kr), q(lw, kw), q(mlr, mkr), q(mlw, mkw) }'
+awk -v a="$R_kernel" -v b="$R_lunbox" -v k="$ok_kernel" -v l="$ok_lunbox" 'BEGIN { exit !(a > 0 && b > 0 && k && l) }'
