@@ -104,7 +104,7 @@ static int32_t add(const struct ctlblock *c, int i, int32_t v) { return __atomic
 static int32_t *lease(const struct ctlblock *c, int lun) { return &c->w[c->at[LEASES] + lun * c->at[LEASE_STRIDE]]; }
 
 /* ---- per-thread state ------------------------------------------------------------------- */
-#define WINDOW (64L << 20)
+#define WINDOW (16L << 20) /* mapped page cache counts in RSS (RssFile): keep it modest */
 #define MIN_TRANSFER (16 * 1024)
 #define MAX_PIECES 128 /* a READ's pieces in flight at most */
 static __thread struct {
