@@ -135,8 +135,12 @@ static void unmap_window(void) {
   t.fd = -1;
 }
 
-/* The address of bytes [pos, pos+len) of fd in a shared read-only mapping, or NULL. */
+/* The address of bytes [pos, pos+len) of fd in a shared read-only mapping, or NULL (then the
+   READ takes the pread path; LUNBOX_USB_NO_MMAP=1 forces that, for tests and diagnosis). */
 static const uint8_t *mapped(int fd, off_t pos, size_t len) {
+  static __thread int no_mmap = -1;
+  if (no_mmap < 0) no_mmap = getenv("LUNBOX_USB_NO_MMAP") != NULL;
+  if (no_mmap) return NULL;
   struct stat st;
   if (fstat(fd, &st) != 0) return NULL;
   if (t.ptr != NULL && (t.fd != fd || t.dev != st.st_dev || t.ino != st.st_ino)) unmap_window();
@@ -407,14 +411,25 @@ static void phase_error(int in_fd, uint32_t tag) {
 }
 
 /* A READ: one copy, from the mapping. FORWARD when the core must serve it, DONE, or -errno. */
-static long serve_read(const struct ctlblock *c, const struct plan *p, int in_fd, int32_t reset_at) {
+static long serve_read(const struct ctlblock *c, const struct plan *p, int in_fd, uint8_t *data, int32_t reset_at) {
   if (!claim(c, p->lun, LEASE_READ)) return FORWARD;
   int with_csw = (p->bytes & ((uint32_t)ld(c, MPS) - 1)) == 0;
   set_csw(p->tag, 0);
   const uint8_t *src = mapped(p->fd, (off_t)p->position, p->bytes);
   if (src == NULL) {
-    unbusy(c);
-    return FORWARD;
+    /* A backstore that cannot be mapped: pread into the buffer, as the JavaScript loop does. */
+    size_t got = 0;
+    while (got < p->bytes) {
+      ssize_t r = pread(p->fd, data + got, p->bytes - got, (off_t)(p->position + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      got += (size_t)r;
+    }
+    if (got < p->bytes) {
+      unbusy(c);
+      return FORWARD; /* the core reads it again and answers */
+    }
+    src = data;
   }
   if (aio_ready()) {
     long r = send_aio(c, in_fd, src, p->bytes, with_csw, reset_at);
@@ -430,8 +445,8 @@ static long serve_read(const struct ctlblock *c, const struct plan *p, int in_fd
     count(c, FAST_READS, p->bytes);
     return DONE; /* the CSW is queued: settle_in reaps it with the next CBW */
   } else {
-    /* Without AIO, or bigger than one request: blocking writes, the backstore busy until the
-       host has the data (a revoke waits that long). */
+    /* Without AIO: blocking writes, the backstore busy until the host has the data (a revoke
+       waits that long). */
     size_t sent;
     long r = write_all(in_fd, src, p->bytes, with_csw ? csw : NULL, with_csw ? 13 : 0, &sent);
     unbusy(c);
@@ -697,7 +712,7 @@ static napi_value js_serve(napi_env env, napi_callback_info info) {
     long r = FORWARD;
     if (plan_fast(cbw, n, lun_count, &c, (uint32_t)data_n, &p)) {
       int32_t reset_at = ld(&c, RESET);
-      r = p.write ? serve_write(&c, &p, in_fd, out_fd, data, reset_at, &held) : serve_read(&c, &p, in_fd, reset_at);
+      r = p.write ? serve_write(&c, &p, in_fd, out_fd, data, reset_at, &held) : serve_read(&c, &p, in_fd, data, reset_at);
       if (r < 0) {
         out[0] = p.write ? 2 : 1;
         return int_value(env, (int32_t)r);

@@ -127,9 +127,15 @@ interface Variant {
   readonly name: string;
   /** The addon's path; '' when it is missing (the C variant's tests then fail, saying why). */
   readonly native?: string;
+  /** The C loop's READs take its pread path instead of the backstore's mapping. */
+  readonly noMmap?: boolean;
 }
 const ADDON = findFastAddon({}, path.resolve(__dirname, '../../../dist'));
-const VARIANTS: readonly Variant[] = [{ name: 'JavaScript loop' }, { name: 'C loop', native: ADDON.path ?? '' }];
+const VARIANTS: readonly Variant[] = [
+  { name: 'JavaScript loop' },
+  { name: 'C loop', native: ADDON.path ?? '' },
+  { name: 'C loop, READs by pread', native: ADDON.path ?? '', noMmap: true },
+];
 
 async function rig(v: Variant): Promise<Rig> {
   if (v.native === '') assert.unreachable(`the lunbox-fast addon is missing (${ADDON.why}): run npm run build with a C compiler (apt-get install gcc)`);
@@ -148,6 +154,8 @@ async function rig(v: Variant): Promise<Rig> {
   let fast: BotFastPath | undefined;
   const bot = new BotFunction({ port, nexus, endpoints, externalCbws: true, pipelineStatus: false, onReset: () => fast?.reset() });
   fast = new BotFastPath({ bot, endpoints, entries, nexus, lunCount: 1, onOutcome: (o) => outcomes.push(o), log: () => undefined, ...(v.native ? { native: v.native } : {}) });
+  // The C loop reads LUNBOX_USB_NO_MMAP at its first READ: it stays set while this rig lives.
+  if (v.noMmap) process.env['LUNBOX_USB_NO_MMAP'] = '1';
   fast.start();
   if (v.native) {
     for (let i = 0; i < 400 && !fast.native; i++) await sleep(5);
@@ -163,6 +171,7 @@ async function rig(v: Variant): Promise<Rig> {
       const stopped = f.stop();
       fs.writeSync(outFd, Buffer.alloc(1));
       await stopped;
+      if (v.noMmap) delete process.env['LUNBOX_USB_NO_MMAP'];
       await bot.disable();
       await unit.close();
       fs.closeSync(outFd);
