@@ -246,6 +246,38 @@ static void count(const struct ctlblock *c, int slot, uint32_t bytes) {
   }
 }
 
+/* f_fs could not allocate a request of `tried` bytes (ENOMEM): halve the largest transfer,
+   down to 16 KiB. 0 when it cannot shrink further. */
+static int shrink_transfer(size_t tried) {
+  if (tried <= MIN_TRANSFER) return 0;
+  t.max_transfer = (tried / 2 / MIN_TRANSFER) * MIN_TRANSFER;
+  if (t.max_transfer < MIN_TRANSFER) t.max_transfer = MIN_TRANSFER;
+  return 1;
+}
+
+/* All of [buf, buf+len) to / from fd at pos; bytes moved (short on an error or end of file). */
+static size_t pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t pos) {
+  size_t put = 0;
+  while (put < len) {
+    ssize_t r = pwrite(fd, buf + put, len - put, (off_t)(pos + put));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    put += (size_t)r;
+  }
+  return put;
+}
+
+static size_t pread_all(int fd, uint8_t *buf, size_t len, uint64_t pos) {
+  size_t got = 0;
+  while (got < len) {
+    ssize_t r = pread(fd, buf + got, len - got, (off_t)(pos + got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  return got;
+}
+
 /* Write len bytes at p, then tail, to fd (blocking), splitting on ENOMEM. Bytes written or
    -errno; *sent: how many of p's bytes went out before a failure. */
 static long write_all(int fd, const uint8_t *p, size_t len, const uint8_t *tail, size_t tail_len, size_t *sent) {
@@ -258,11 +290,7 @@ static long write_all(int fd, const uint8_t *p, size_t len, const uint8_t *tail,
     ssize_t r = writev(fd, iov, last && tail_len > 0 ? 2 : 1);
     if (r < 0) {
       if (errno == EINTR) continue;
-      if (errno == ENOMEM && piece > MIN_TRANSFER) {
-        t.max_transfer = (piece / 2 / MIN_TRANSFER) * MIN_TRANSFER;
-        if (t.max_transfer < MIN_TRANSFER) t.max_transfer = MIN_TRANSFER;
-        continue;
-      }
+      if (errno == ENOMEM && shrink_transfer(piece)) continue;
       return -errno;
     }
     done += piece;
@@ -287,16 +315,24 @@ enum { FORWARD = 1, DONE = 2, ABANDONED = 4 };
 static __thread struct iocb piece_cb[MAX_PIECES];
 static __thread struct iovec piece_iov[MAX_PIECES][2];
 
-/* Piece sizes: 16 KiB for READ data, 32 KiB for WRITE data (measured best in the VM);
-   LUNBOX_USB_PIECE_KIB sets both, for experiments. */
-static size_t piece_size(size_t dflt) {
-  const char *e = getenv("LUNBOX_USB_PIECE_KIB");
-  long k = e != NULL ? strtol(e, NULL, 10) : 0;
-  return k >= 4 && k <= 1024 ? (size_t)k * 1024 : dflt;
+/* The piece size for a transfer of len bytes: 16 KiB for READ data, 32 KiB for WRITE data
+   (measured best in the VM; LUNBOX_USB_PIECE_KIB, read once, sets both for experiments), at
+   most 64 pieces (fewer than MAX_PIECES), a whole number of packets, at most max_transfer. */
+static size_t piece_for(const struct ctlblock *c, size_t len, size_t dflt) {
+  static __thread long forced = -1;
+  if (forced < 0) {
+    const char *e = getenv("LUNBOX_USB_PIECE_KIB");
+    long k = e != NULL ? strtol(e, NULL, 10) : 0;
+    forced = k >= 4 && k <= 1024 ? k * 1024 : 0;
+  }
+  size_t piece = forced > 0 ? (size_t)forced : dflt;
+  if (piece < (len >> 6) + 1) piece = (len >> 6) + 1;
+  piece = round_up(piece, (size_t)ld(c, MPS));
+  return piece > t.max_transfer ? t.max_transfer : piece;
 }
 
-/* Bulk-IN requests queued and not yet reaped (a READ's pieces and CSW), the RESET count they
-   were queued under, and the index of the first (piece_cb). */
+/* Bulk-IN requests queued in piece_cb and not yet reaped (a READ's pieces and CSW), and the
+   RESET count they were queued under. */
 static __thread int in_queued;
 static __thread int32_t in_reset_at;
 
@@ -310,10 +346,7 @@ static __thread int32_t in_reset_at;
  */
 static long send_aio(const struct ctlblock *c, int in_fd, const uint8_t *p, size_t len, int with_csw, int32_t reset_at) {
   size_t mps = (size_t)ld(c, MPS);
-  size_t piece = piece_size(16 * 1024);
-  if (piece < (len >> 6) + 1) piece = (len >> 6) + 1; /* at most 64 pieces: fewer than MAX_PIECES */
-  piece = round_up(piece, mps);
-  if (piece > t.max_transfer) piece = t.max_transfer;
+  size_t piece = piece_for(c, len, 16 * 1024);
   int queued = 0;
   long fail = 0;
   size_t done = 0;
@@ -418,14 +451,7 @@ static long serve_read(const struct ctlblock *c, const struct plan *p, int in_fd
   const uint8_t *src = mapped(p->fd, (off_t)p->position, p->bytes);
   if (src == NULL) {
     /* A backstore that cannot be mapped: pread into the buffer, as the JavaScript loop does. */
-    size_t got = 0;
-    while (got < p->bytes) {
-      ssize_t r = pread(p->fd, data + got, p->bytes - got, (off_t)(p->position + got));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) break;
-      got += (size_t)r;
-    }
-    if (got < p->bytes) {
+    if (pread_all(p->fd, data, p->bytes, p->position) < p->bytes) {
       unbusy(c);
       return FORWARD; /* the core reads it again and answers */
     }
@@ -491,10 +517,7 @@ static void cancel_pieces(int queued) {
 static long write_aio(const struct ctlblock *c, const struct plan *p, int out_fd, uint8_t *data, int32_t reset_at, int32_t *out_len) {
   size_t len = p->bytes;
   size_t mps = (size_t)ld(c, MPS);
-  size_t piece = piece_size(32 * 1024);
-  if (piece < (len >> 6) + 1) piece = (len >> 6) + 1; /* at most 64 pieces: fewer than MAX_PIECES */
-  piece = round_up(piece, mps);
-  if (piece > t.max_transfer) piece = t.max_transfer;
+  size_t piece = piece_for(c, len, 32 * 1024);
   int queued = 0;
   long fail = 0;
   size_t off = 0;
@@ -552,13 +575,7 @@ static long write_aio(const struct ctlblock *c, const struct plan *p, int out_fd
       const uint8_t *at = (const uint8_t *)(uintptr_t)piece_cb[next].aio_buf;
       if (!collect && r > 0) {
         if (claim(c, p->lun, LEASE_WRITE)) {
-          size_t put = 0;
-          while (put < (size_t)r) {
-            ssize_t w = pwrite(p->fd, at + put, (size_t)r - put, (off_t)(p->position + (uint64_t)(at - data) + put));
-            if (w < 0 && errno == EINTR) continue;
-            if (w <= 0) break;
-            put += (size_t)w;
-          }
+          size_t put = pwrite_all(p->fd, at, (size_t)r, p->position + (uint64_t)(at - data));
           unbusy(c);
           if (put < (size_t)r) collect = 1;
         } else {
@@ -615,11 +632,7 @@ static long serve_write(const struct ctlblock *c, const struct plan *p, int in_f
     ssize_t r = read(out_fd, data + got, ask);
     if (r < 0) {
       if (errno == EINTR) continue;
-      if (errno == ENOMEM && ask > MIN_TRANSFER) {
-        t.max_transfer = (ask / 2 / MIN_TRANSFER) * MIN_TRANSFER;
-        if (t.max_transfer < MIN_TRANSFER) t.max_transfer = MIN_TRANSFER;
-        continue;
-      }
+      if (errno == ENOMEM && shrink_transfer(ask)) continue;
       return -errno;
     }
     if (ld(c, RESET) != reset_at) {
@@ -635,14 +648,7 @@ static long serve_write(const struct ctlblock *c, const struct plan *p, int in_f
   }
   *out_len = (int32_t)got;
   if (got < p->bytes || !claim(c, p->lun, LEASE_WRITE)) return FORWARD;
-  uint32_t put = 0;
-  while (put < p->bytes) {
-    ssize_t r = pwrite(p->fd, data + put, p->bytes - put, (off_t)(p->position + put));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    put += (uint32_t)r;
-  }
-  if (put < p->bytes || (p->sync && fdatasync(p->fd) != 0)) {
+  if (pwrite_all(p->fd, data, p->bytes, p->position) < p->bytes || (p->sync && fdatasync(p->fd) != 0)) {
     /* The core writes it again from the same data and answers (MEDIUM ERROR if it fails too). */
     unbusy(c);
     return FORWARD;
