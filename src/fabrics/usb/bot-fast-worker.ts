@@ -196,11 +196,15 @@ export function fastWorkerMain(plan: typeof planFast): void {
     const paused = Atomics.compareExchange(ctl, GO, go, 0) === go;
     port.postMessage({ t: 'io-error', code: errno(e), message: e instanceof Error ? e.message : String(e), paused });
   };
+  /** Hand the CBW (its first n bytes) and any data-out read to the main thread. */
+  const handOver = (n: number, data?: Buffer): void => {
+    const msg: FastWorkerMessage = data ? { t: 'cbw', cbw: Uint8Array.from(cbw.subarray(0, n)), data: Uint8Array.from(data) } : { t: 'cbw', cbw: Uint8Array.from(cbw.subarray(0, n)) };
+    port.postMessage(msg);
+  };
   const forward = (n: number, data?: Buffer): void => {
     Atomics.store(ctl, GO, 0);
     Atomics.add(ctl, FORWARDED, 1);
-    const msg: FastWorkerMessage = data ? { t: 'cbw', cbw: Uint8Array.from(cbw.subarray(0, n)), data: Uint8Array.from(data) } : { t: 'cbw', cbw: Uint8Array.from(cbw.subarray(0, n)) };
-    port.postMessage(msg);
+    handOver(n, data);
   };
   const unbusy = (): void => {
     Atomics.store(ctl, BUSY, 0);
@@ -349,10 +353,9 @@ export function fastWorkerMain(plan: typeof planFast): void {
       }
       const r = native.serve(ctl, data0.nativeLayout, inFd, outFd, lunCount, cbw, wbuf, out);
       if (r === 1) {
-        const n = out[0] as number;
+        // The C loop has set GO to 0 and counted it, as forward() does.
         const held = out[1] as number;
-        const msg: FastWorkerMessage = { t: 'cbw', cbw: Uint8Array.from(cbw.subarray(0, n)), ...(held >= 0 ? { data: Uint8Array.from(wbuf.subarray(0, held)) } : {}) };
-        port.postMessage(msg);
+        handOver(out[0] as number, held >= 0 ? wbuf.subarray(0, held) : undefined);
       } else if (r < 0) {
         let code = `errno ${-r}`;
         try {
