@@ -7,10 +7,12 @@
 #
 #   scripts/bench-usb.sh                 on the host: boots the VM (scripts/vm/run-in-vm.sh)
 #   BENCH_MB=256 BENCH_RUNS=3 USB_SPEED=high|super BENCH_FIO=1   knobs (passed into the VM)
-#   BENCH_TRACE=1   also trace 16 MiB of reads with the gadget tracepoints (ftrace) and print,
-#                   per side, where a READ's time goes: CBW in -> data queued (the device's
-#                   response), data queued -> data and CSW taken (the bus), CSW -> next CBW
-#                   (the host)
+#   BENCH_TRACE=1   also trace 16 MiB of reads and 16 MiB of writes with the gadget tracepoints
+#                   (ftrace) and print, per side, where a command's time goes. READ: CBW in ->
+#                   data queued (the device's response), -> data and CSW taken (the bus), CSW
+#                   -> next CBW (the host). WRITE: CBW in -> first data-out request queued, ->
+#                   last data-out taken (the bus), -> CSW queued (the device's write), -> next
+#                   CBW (the host)
 # Inside the VM (VM=1) it runs the benchmark itself. Exit status 0 when both sides ran.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -50,42 +52,61 @@ measure() {
 				awk -F';' -v n="$1" -v rw=$rw '{ bw = (rw == "read") ? $7 : $48; printf "  %s fio %s qd4: %.1f MB/s\n", n, rw, bw * 1.024 / 1000 }'
 		done
 	fi
-	[ "${BENCH_TRACE:-0}" = 1 ] && trace_reads "$1" "$2"
+	[ "${BENCH_TRACE:-0}" = 1 ] && trace_commands "$1" "$2"
 	return 0
 }
 # best LIST / median LIST: of the figures in LIST
 best() { echo "$1" | tr ' ' '\n' | awk 'NF { if ($1 > m) m = $1 } END { printf "%.1f", m + 0 }'; }
 median() { echo "$1" | tr ' ' '\n' | awk 'NF' | sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) printf "%.1f", v[(NR + 1) / 2]; else printf "%.1f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-# trace_reads NAME DEV: 16 MiB of 1 MiB direct reads under the gadget tracepoints, then the
-# mean of each phase of a READ command, from the requests the function queues on its endpoints:
-# the CBW's bulk-OUT request completes (t0), the first bulk-IN request is queued (t1), the last
-# bulk-IN request (data, or data and CSW) completes (t2), the next CBW completes (t3).
-trace_reads() {
+# trace_commands NAME DEV: 16 MiB of 1 MiB direct reads, then of writes, under the gadget
+# tracepoints, then the mean of each phase of a command, from the requests the function queues
+# on its endpoints. A CBW is a bulk-OUT request completing with 31 bytes (t0).
+# READ: the first bulk-IN request queued (t1), the last bulk-IN request (data, or data and CSW)
+# completes (t2), the next CBW (t3).
+# WRITE: the first data-out request (longer than a packet) queued (t1), the last one completes
+# (t2), the 13-byte CSW queued (t3), the next CBW (t4).
+trace_commands() {
 	T=/sys/kernel/tracing
 	[ -d $T/events/gadget ] || mount -t tracefs none $T 2>/dev/null
 	[ -d $T/events/gadget ] || { echo "  $1 trace: no gadget tracepoints (tracefs)"; return 0; }
-	echo >$T/trace
-	echo 1 >$T/events/gadget/usb_ep_queue/enable; echo 1 >$T/events/gadget/usb_gadget_giveback_request/enable
-	echo 1 >$T/tracing_on
-	dd if=/dev/$2 of=/dev/null bs=1M count=16 iflag=direct status=none
-	echo 0 >$T/tracing_on; echo 0 >$T/events/gadget/enable
-	awk -v n="$1" '
-		/usb_ep_queue|usb_gadget_giveback_request/ {
-			for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+\.[0-9]+:$/) { ts = substr($i, 1, length($i) - 1) * 1000; ev = $(i + 1); ep = $(i + 2); break }
-			for (i = 1; i <= NF; i++) if ($i == "length") { split($(i + 1), l, "/"); len = l[1] + 0 }
-			q = (ev == "usb_ep_queue:"); inep = (ep ~ /in-/)
-			if (!q && !inep && len == 31) {
-				if (t0 > 0 && t1 > 0 && big) { c++; a += t1 - t0; b += t2 - t1; h += ts - t2 }
-				t0 = ts; t1 = 0; t2 = 0; big = 0; next
+	for rw in read write; do
+		echo >$T/trace
+		echo 1 >$T/events/gadget/usb_ep_queue/enable; echo 1 >$T/events/gadget/usb_gadget_giveback_request/enable
+		echo 1 >$T/tracing_on
+		if [ $rw = read ]; then
+			dd if=/dev/$2 of=/dev/null bs=1M count=16 iflag=direct status=none
+		else
+			dd if=/dev/zero of=/dev/$2 bs=1M count=16 oflag=direct status=none
+		fi
+		echo 0 >$T/tracing_on; echo 0 >$T/events/gadget/enable
+		awk -v n="$1" -v rw=$rw '
+			/usb_ep_queue|usb_gadget_giveback_request/ {
+				for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+\.[0-9]+:$/) { ts = substr($i, 1, length($i) - 1) * 1000; ev = $(i + 1); ep = $(i + 2); break }
+				for (i = 1; i <= NF; i++) if ($i == "length") { split($(i + 1), l, "/"); len = l[1] + 0; want = l[2] + 0 }
+				q = (ev == "usb_ep_queue:"); inep = (ep ~ /in-/)
+				if (!q && !inep && len == 31) {
+					if (rw == "read" && t0 > 0 && t1 > 0 && big) { c++; a += t1 - t0; b += t2 - t1; h += ts - t2 }
+					if (rw == "write" && t0 > 0 && t1 > 0 && t3 > 0) { c++; a += t1 - t0; b += t2 - t1; d += t3 - t2; h += ts - t3 }
+					t0 = ts; t1 = 0; t2 = 0; t3 = 0; big = 0; next
+				}
+				if (rw == "read") {
+					if (q && inep && t1 == 0) t1 = ts
+					if (!q && inep) { t2 = ts; if (len > 13) big = 1 }
+				} else {
+					if (q && !inep && want > 512 && t1 == 0) t1 = ts
+					if (!q && !inep && want > 512) t2 = ts
+					if (q && inep && want == 13 && t1 > 0) t3 = ts
+				}
 			}
-			if (q && inep && t1 == 0) t1 = ts
-			if (!q && inep) { t2 = ts; if (len > 13) big = 1 }
-		}
-		END {
-			if (c == 0) { printf "  %s trace: no READ cycles seen\n", n; exit }
-			printf "  %s trace (%d READs, mean ms): CBW -> data queued %.2f, -> data+CSW taken %.2f, -> next CBW %.2f; cycle %.2f\n", n, c, a / c, b / c, h / c, (a + b + h) / c
-		}' $T/trace
+			END {
+				if (c == 0) { printf "  %s trace: no %s cycles seen\n", n, toupper(rw); exit }
+				if (rw == "read")
+					printf "  %s trace (%d READs, mean ms): CBW -> data queued %.2f, -> data+CSW taken %.2f, -> next CBW %.2f; cycle %.2f\n", n, c, a / c, b / c, h / c, (a + b + h) / c
+				else
+					printf "  %s trace (%d WRITEs, mean ms): CBW -> data-out queued %.2f, -> data taken %.2f, -> CSW queued %.2f, -> next CBW %.2f; cycle %.2f\n", n, c, a / c, b / c, d / c, h / c, (a + b + d + h) / c
+			}' $T/trace
+	done
 }
 
 # --- the rounds: kernel f_mass_storage, then lunbox, RUNS times ----------------------------

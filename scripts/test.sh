@@ -26,8 +26,9 @@ PKGS_CMDS="iscsi-inq:libiscsi-bin iscsi-ls:libiscsi-bin iscsi-test-cu:libiscsi-b
 PKGS_CMDS="$PKGS_CMDS sfdisk:fdisk mkfs.vfat:dosfstools mcopy:mtools debugfs:e2fsprogs xz:xz-utils systemd-analyze:systemd"
 # The USB test boots Debian's kernel under QEMU (scripts/vm) and checks the disk with sg3-utils;
 # the management test drives the serial shell through a socat PTY pair; the first-boot guest
-# reads the gadget console's output queue with python3.
-PKGS_CMDS="$PKGS_CMDS qemu-system-x86_64:qemu-system-x86 cpio:cpio sg_inq:sg3-utils socat:socat xorriso:xorriso python3:python3"
+# reads the gadget console's output queue with python3; the bad-blocks test builds its disk with
+# losetup and dmsetup (device-mapper's error target).
+PKGS_CMDS="$PKGS_CMDS qemu-system-x86_64:qemu-system-x86 cpio:cpio sg_inq:sg3-utils socat:socat xorriso:xorriso python3:python3 dmsetup:dmsetup losetup:mount"
 # The USB fast path's C loop (src/native/lunbox-fast.c) is built with the C compiler.
 PKGS_CMDS="$PKGS_CMDS cc:gcc"
 need_pkgs() {

@@ -31,9 +31,12 @@
  *   serve(ctl, layout, inFd, outFd, lunCount, cbw, data, out) -> number
  *     ctl: the control block (Int32Array on a SharedArrayBuffer), layout: its indices
  *     (Int32Array, see LAYOUT in bot-fast-worker.ts), cbw: Buffer >= 1024 bytes, data: the
- *     WRITE buffer (its length is the largest command served), out: Int32Array(2).
+ *     WRITE buffer (its length is the largest command served), out: Int32Array(3).
  *     Returns 1: a CBW for the core, out[0] its length in cbw, out[1] the data-out bytes
- *     already read into data (-1: none); GO has been set to 0. 0: STOP is set or GO is 0.
+ *     already read into data (-1: none); GO has been set to 0. 2: a READ failed midway and
+ *     was answered (CSW FAILED): the core is to hold MEDIUM ERROR sense for LUN out[0], LBA
+ *     out[1] (low 32 bits) and out[2] (high), before it sees the next CBW. 0: STOP is set
+ *     or GO is 0.
  *     -errno: endpoint I/O failed (out[0]: 0 reading a CBW, 1 writing bulk-IN, 2 reading
  *     data-out).
  *   release() -> 0: drop this thread's mapping and AIO context (before the thread ends).
@@ -123,7 +126,10 @@ static __thread struct {
   int pending_len;
   /* Largest single endpoint transfer; halved when f_fs cannot allocate (ENOMEM). */
   size_t max_transfer;
-} t = { NULL, 0, 0, -1, 0, 0, 0, 0, { 0 }, 0, 1024 * 1024 };
+  /* A READ that failed midway (SENSE): its LUN and the first LBA the host did not get. */
+  int sense_lun;
+  uint64_t sense_lba;
+} t = { NULL, 0, 0, -1, 0, 0, 0, 0, { 0 }, 0, 1024 * 1024, 0, 0 };
 
 /* Round up to a multiple of a power of two (no division: a 32-bit ARM has no divide
    instruction, and libgcc's helpers are built for ARMv7, which a Pi Zero cannot run). */
@@ -176,7 +182,7 @@ static int aio_ready(void) {
 /* ---- the plan (the same rules as planFast in bot-fast-worker.ts) ----------------------- */
 struct plan {
   int write, lun, sync, fd;
-  uint32_t tag, bytes;
+  uint32_t tag, bytes, block_size;
   uint64_t position;
 };
 
@@ -222,6 +228,7 @@ static int plan_fast(const uint8_t *b, int n, int lun_count, const struct ctlblo
   p->fd = l[c->at[L_FD]];
   p->position = lba * block_size;
   p->bytes = (uint32_t)bytes;
+  p->block_size = block_size;
   p->sync = write && ((b1 & 0x08) != 0 || (lf & LEASE_WRITE_THROUGH) != 0);
   return 1;
 }
@@ -301,14 +308,16 @@ static long write_all(int fd, const uint8_t *p, size_t len, const uint8_t *tail,
 
 static __thread uint8_t csw[13];
 
-static void set_csw(uint32_t tag, int status) {
+static void set_csw(uint32_t tag, int status, uint32_t residue) {
   csw[0] = 0x55; csw[1] = 0x53; csw[2] = 0x42; csw[3] = 0x53;
   csw[4] = (uint8_t)tag; csw[5] = (uint8_t)(tag >> 8); csw[6] = (uint8_t)(tag >> 16); csw[7] = (uint8_t)(tag >> 24);
-  memset(csw + 8, 0, 4);
+  csw[8] = (uint8_t)residue; csw[9] = (uint8_t)(residue >> 8); csw[10] = (uint8_t)(residue >> 16); csw[11] = (uint8_t)(residue >> 24);
   csw[12] = (uint8_t)status;
 }
 
-enum { FORWARD = 1, DONE = 2, ABANDONED = 4 };
+/* FORWARD: the core answers; DONE; ABANDONED: a reset; SENSE: a READ failed midway and was
+   answered here, its sense (t.sense_lun, t.sense_lba) is for the core to hold. */
+enum { FORWARD = 1, DONE = 2, ABANDONED = 4, SENSE = 8 };
 
 /* A READ's data is queued in pieces, so the host starts taking the first while f_fs copies
    the next (the kernel's function does the same with its 16 KiB buffers). */
@@ -331,25 +340,72 @@ static size_t piece_for(const struct ctlblock *c, size_t len, size_t dflt) {
   return piece > t.max_transfer ? t.max_transfer : piece;
 }
 
-/* Bulk-IN requests queued in piece_cb and not yet reaped (a READ's pieces and CSW), and the
-   RESET count they were queued under. */
+/* Bulk-IN requests in piece_cb: how many were queued, how many are not yet reaped (a READ's
+   pieces and CSW), and the RESET count they were queued under. */
+static __thread int in_count;
 static __thread int in_queued;
 static __thread int32_t in_reset_at;
+
+/*
+ * The kernel's completion ring of an AIO context, mapped at the context's address (fs/aio.c;
+ * libaio reads it the same way). A copy that fails when f_fs queues a bulk-IN piece (EFAULT:
+ * the backstore could not be read into the mapping) does not fail io_submit: it is completed
+ * at once, with the error, before io_submit returns. Peeking here finds it without a syscall.
+ */
+struct aio_ring_head {
+  unsigned id, nr, head, tail, magic, compat_features, incompat_features, header_length;
+};
+#define AIO_RING_MAGIC 0xa10a10a1U
+
+/* 1 when a completion with an error is in the ring (peeked, not taken), 0 when none, -1 when
+   the ring is not one this code knows (then ask the kernel). */
+static int aio_error_waiting(void) {
+  const struct aio_ring_head *r = (const struct aio_ring_head *)(uintptr_t)t.aio;
+  if (r->magic != AIO_RING_MAGIC || r->header_length != sizeof *r) return -1;
+  unsigned nr = r->nr;
+  unsigned head = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE), tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+  if (head >= nr || tail >= nr) return -1;
+  const struct io_event *ev = (const struct io_event *)(r + 1);
+  for (unsigned i = head; i != tail;) {
+    if ((int64_t)ev[i].res < 0) return 1;
+    if (++i == nr) i = 0;
+  }
+  return 0;
+}
+
+/* Take the bulk-IN completions already there (none waited for). The first error among them
+   (a negative errno), or 0. */
+static long take_failed_in(void) {
+  long failed = 0;
+  struct io_event ev[16];
+  struct timespec now = { 0, 0 };
+  for (;;) {
+    long got = syscall(SYS_io_getevents, t.aio, 0L, 16L, ev, &now);
+    if (got <= 0) return failed;
+    for (long i = 0; i < got; i++) {
+      in_queued--;
+      if ((int64_t)ev[i].res < 0 && failed == 0) failed = (long)ev[i].res;
+    }
+  }
+}
 
 /*
  * Queue `len` bytes at p on bulk-IN with AIO, piece by piece, then the CSW (with the last piece
  * when `with_csw`, else on its own), and leave the backstore (BUSY): f_fs copied each piece
  * when it queued it. The worker does not wait for the host to take them: it goes on to read
  * the next CBW, which comes only after the host has the CSW, and settle_in reaps them then.
- * 0 when all is queued; 1 when f_fs could not copy the first piece (nothing queued); 3 when
- * it could not copy a later one (the earlier ones are queued); -errno on failure.
+ * 0 when all is queued; 1 when f_fs could not copy the first piece (nothing went out); 3 when
+ * it could not copy a later one (*sent: the bytes of the pieces queued before it, which the
+ * host is taking; nothing after it is queued); -errno on failure.
  */
-static long send_aio(const struct ctlblock *c, int in_fd, const uint8_t *p, size_t len, int with_csw, int32_t reset_at) {
+static long send_aio(const struct ctlblock *c, int in_fd, const uint8_t *p, size_t len, int with_csw, int32_t reset_at,
+                     size_t *sent) {
   size_t mps = (size_t)ld(c, MPS);
   size_t piece = piece_for(c, len, 16 * 1024);
   int queued = 0;
   long fail = 0;
   size_t done = 0;
+  *sent = 0;
   in_reset_at = reset_at;
   while (done < len || (!with_csw && fail == 0 && done == len)) {
     int csw_only = done == len;
@@ -376,9 +432,24 @@ static long send_aio(const struct ctlblock *c, int in_fd, const uint8_t *p, size
       break;
     }
     queued++;
-    in_queued = queued;
+    in_count = queued;
+    in_queued++;
+    if (!csw_only && aio_error_waiting() != 0) {
+      long bad = take_failed_in();
+      if (bad == -EFAULT || bad == -EIO) {
+        /* This piece's copy failed (the earlier ones were copied when they were queued):
+           it and nothing after it went out. */
+        fail = queued == 1 ? 1 : 3;
+        break;
+      }
+      if (bad < 0) {
+        fail = bad; /* the endpoint failed (a disconnect, say) */
+        break;
+      }
+    }
     if (csw_only) break;
     done += n;
+    *sent = done;
     if (queued == MAX_PIECES - 1 && done < len) { fail = -E2BIG; break; }
   }
   unbusy(c); /* f_fs copied the data when it queued it: the backstore is done with */
@@ -399,7 +470,7 @@ static long settle_in(const struct ctlblock *c) {
   while (left > 0) {
     if (!cancelled && (ld(c, RESET) != in_reset_at || ld(c, STOP) != 0)) {
       struct io_event gone;
-      for (int i = 0; i < in_queued; i++) syscall(SYS_io_cancel, t.aio, &piece_cb[i], &gone);
+      for (int i = 0; i < in_count; i++) syscall(SYS_io_cancel, t.aio, &piece_cb[i], &gone);
       cancelled = 1;
     }
     struct timespec ts = { 0, 100 * 1000000L };
@@ -414,6 +485,7 @@ static long settle_in(const struct ctlblock *c) {
     }
   }
   in_queued = 0;
+  in_count = 0;
   if (cancelled || ld(c, RESET) != in_reset_at) return 2;
   return result;
 }
@@ -432,22 +504,37 @@ static void halt_in(int in_fd) {
 }
 
 /*
- * Data went out and the rest cannot be read: neither GOOD nor the core's answer is possible.
- * Halt bulk-IN and answer phase error: the host's Reset Recovery and retry then reach the
- * core (which gives the MEDIUM ERROR).
+ * A READ whose backstore failed after `sent` bytes of its data went out: the core cannot
+ * answer it any more (it would send the data from the start). It is answered here as
+ * f_mass_storage answers an unrecoverable read (the Bulk-Only case Hi > Di): the host takes
+ * what is queued, bulk-IN is halted, and the CSW says FAILED with the residue; the core holds
+ * the sense (MEDIUM ERROR, UNRECOVERED READ ERROR at the first LBA not sent) for the REQUEST
+ * SENSE that follows. SENSE, DONE after a reset (the host abandoned the command), or -errno.
  */
-static void phase_error(int in_fd, uint32_t tag) {
-  size_t sent;
+static long read_failed(const struct ctlblock *c, const struct plan *p, int in_fd, size_t sent) {
+  /* Wait for the host to take the pieces already queued: a UDC may halt an endpoint with
+     requests on it, and they would go out after the halt is cleared, where the CSW belongs. */
+  long settled = settle_in(c);
+  if (settled == 2) return DONE;
+  if (settled < 0) return settled;
   halt_in(in_fd);
-  set_csw(tag, 2);
-  write_all(in_fd, csw, 13, NULL, 0, &sent);
+  set_csw(p->tag, 1, p->bytes - (uint32_t)sent);
+  size_t n;
+  long w = write_all(in_fd, csw, 13, NULL, 0, &n);
+  if (w < 0) return w;
+  uint64_t lba = p->position + sent;
+  for (uint32_t bs = p->block_size; bs > 1; bs >>= 1) lba >>= 1; /* block sizes are powers of two */
+  t.sense_lun = p->lun;
+  t.sense_lba = lba;
+  return SENSE;
 }
 
-/* A READ: one copy, from the mapping. FORWARD when the core must serve it, DONE, or -errno. */
+/* A READ: one copy, from the mapping. FORWARD when the core must serve it, DONE, SENSE
+   (read_failed), or -errno. */
 static long serve_read(const struct ctlblock *c, const struct plan *p, int in_fd, uint8_t *data, int32_t reset_at) {
   if (!claim(c, p->lun, LEASE_READ)) return FORWARD;
   int with_csw = (p->bytes & ((uint32_t)ld(c, MPS) - 1)) == 0;
-  set_csw(p->tag, 0);
+  set_csw(p->tag, 0, 0);
   const uint8_t *src = mapped(p->fd, (off_t)p->position, p->bytes);
   if (src == NULL) {
     /* A backstore that cannot be mapped: pread into the buffer, as the JavaScript loop does. */
@@ -458,12 +545,15 @@ static long serve_read(const struct ctlblock *c, const struct plan *p, int in_fd
     src = data;
   }
   if (aio_ready()) {
-    long r = send_aio(c, in_fd, src, p->bytes, with_csw, reset_at);
-    if (r == 1) return FORWARD; /* an I/O error reading the backstore: the core answers it */
-    if (r == 3) {
-      if (settle_in(c) != 2) phase_error(in_fd, p->tag);
-      return DONE;
+    size_t sent;
+    long r = send_aio(c, in_fd, src, p->bytes, with_csw, reset_at, &sent);
+    if (r == 1) {
+      /* An I/O error reading the backstore before any data went out: the core answers it,
+         unless a reset has abandoned the command meanwhile. */
+      if (settle_in(c) == 2) return DONE;
+      return FORWARD;
     }
+    if (r == 3) return read_failed(c, p, in_fd, sent);
     if (r < 0) {
       settle_in(c);
       return r;
@@ -477,10 +567,7 @@ static long serve_read(const struct ctlblock *c, const struct plan *p, int in_fd
     long r = write_all(in_fd, src, p->bytes, with_csw ? csw : NULL, with_csw ? 13 : 0, &sent);
     unbusy(c);
     if ((r == -EFAULT || r == -EIO) && sent == 0) return FORWARD; /* the core answers the error */
-    if (r == -EFAULT || r == -EIO) {
-      phase_error(in_fd, p->tag);
-      return DONE;
-    }
+    if (r == -EFAULT || r == -EIO) return read_failed(c, p, in_fd, sent);
     if (r < 0) return r;
   }
   if (!with_csw) {
@@ -619,7 +706,7 @@ static long serve_write(const struct ctlblock *c, const struct plan *p, int in_f
     long r = write_aio(c, p, out_fd, data, reset_at, out_len);
     if (r == ABANDONED) return DONE; /* by Reset Recovery: no CSW */
     if (r != DONE) return r;
-    set_csw(p->tag, 0);
+    set_csw(p->tag, 0, 0);
     size_t sent;
     long w = write_all(in_fd, csw, 13, NULL, 0, &sent);
     if (w < 0) return w;
@@ -654,7 +741,7 @@ static long serve_write(const struct ctlblock *c, const struct plan *p, int in_f
     return FORWARD;
   }
   unbusy(c);
-  set_csw(p->tag, 0);
+  set_csw(p->tag, 0, 0);
   size_t sent;
   long r = write_all(in_fd, csw, 13, NULL, 0, &sent);
   if (r < 0) return r;
@@ -677,7 +764,7 @@ static napi_value js_serve(napi_env env, napi_callback_info info) {
       napi_get_value_int32(env, argv[4], &lun_count) != 0 ||
       !array_arg(env, argv[5], napi_uint8_array, (void **)&cbw, &cbw_n) || cbw_n < 1024 ||
       !array_arg(env, argv[6], napi_uint8_array, (void **)&data, &data_n) ||
-      !array_arg(env, argv[7], napi_int32_array, (void **)&out, &out_n) || out_n < 2)
+      !array_arg(env, argv[7], napi_int32_array, (void **)&out, &out_n) || out_n < 3)
     return int_value(env, -EINVAL);
   memcpy(c.at, layout, sizeof c.at);
   if (lun_count < 1 || (size_t)(c.at[LEASES] + lun_count * c.at[LEASE_STRIDE]) > c.words) return int_value(env, -EINVAL);
@@ -730,6 +817,12 @@ static napi_value js_serve(napi_env env, napi_callback_info info) {
       out[0] = n;
       out[1] = held;
       return int_value(env, 1);
+    }
+    if (r == SENSE) {
+      out[0] = t.sense_lun;
+      out[1] = (int32_t)(uint32_t)t.sense_lba;
+      out[2] = (int32_t)(uint32_t)(t.sense_lba >> 32);
+      return int_value(env, 2);
     }
   }
 }

@@ -181,6 +181,38 @@ test('lunbox probe lists the gadget and talks BOT to it, usb-storage detached an
   }
 });
 
+// A disk that cannot read some blocks (device-mapper's error target under a block backstore)
+// answers MEDIUM ERROR at once, naming the first bad block, in both of the fast path's loops:
+// the host never has to time a command out and reset the device, and never gets wrong data.
+test('a backstore with bad blocks: MEDIUM ERROR at once, the first bad block named, no reset, both loops (QEMU VM, dummy_hcd)', async () => {
+  const missing = await missingPackages();
+  for (const [cmd, pkg] of [['dmsetup', 'dmsetup'], ['losetup', 'mount']] as const) {
+    if ((await run('sh', ['-c', `command -v ${cmd}`])).code !== 0) missing.push(pkg);
+  }
+  if (missing.length > 0) {
+    assert.unreachable(`the bad-blocks VM test cannot run: missing Debian packages ${missing.join(', ')} (apt-get install ${missing.join(' ')})`);
+  }
+  const out = await runGuest('guest-usb-media.sh', 'guest-usb-media');
+  for (const loop of ['C loop', 'JavaScript loop']) {
+    for (const check of [
+      'the worker runs the',
+      '4 KiB READ of a bad block fails',
+      'the host logs MEDIUM ERROR, unrecovered read error',
+      '120 KiB READ whose last 24 KiB are bad fails',
+      'its sense names the first bad block: INFORMATION 32768',
+      'the 96 KiB before the bad blocks read back identical',
+      '8 MiB after the bad blocks read back identical',
+      'no USB reset was needed (host resets: 0)',
+      'SYNCHRONIZE CACHE after a WRITE to a bad block fails',
+      'a FUA WRITE to a bad block fails',
+      'the disk still reads after it',
+    ]) {
+      assert.ok(out.includes(`PASS: ${loop}: ${check}`), `${loop}: ${check}\n${out.slice(-3000)}`);
+    }
+  }
+  assert.ok(out.includes('PASS: C loop: it failed after 96 KiB had gone out, answered in the worker'), out.slice(-3000));
+});
+
 test('the kernel engine (--usb-engine kernel): the same LUNs served by the kernel mass_storage function (QEMU VM)', async () => {
   const missing = await missingPackages();
   if ((await run('sh', ['-c', 'command -v xorriso || command -v genisoimage'])).code !== 0) missing.push('xorriso');

@@ -17,6 +17,8 @@ export class MemStore implements Backstore {
   /** Delay (ms) each read/write, to test queueing. */
   delay = 0;
   failNext: 'read' | 'write' | undefined;
+  /** Bytes [from, to) that no read can get (a medium error), unlike failNext's one-off failure. */
+  unreadable: { from: number; to: number } | undefined;
 
   constructor(
     readonly name: string,
@@ -40,6 +42,8 @@ export class MemStore implements Backstore {
       throw new Error('EIO');
     }
     if (position + length > this.data.length) throw new RangeError('read beyond end');
+    const bad = this.unreadable;
+    if (bad && position < bad.to && position + length > bad.from) throw new Error('EIO: unreadable');
     this.data.copy(into, intoOffset, position, position + length);
   }
   async write(data: Buffer, position: number, opts?: WriteOptions): Promise<void> {

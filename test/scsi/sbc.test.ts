@@ -293,6 +293,30 @@ test('backstore I/O errors become MEDIUM ERROR', async () => {
   const r = await port.execute(cmd(rw10(Op.READ_10, 0, 1)));
   assert.is(sense(r).key, 3);
   assert.is(sense(r).asc, 0x1100);
+  // A one-off failure: every block reads when looked at again, so no block is named.
+  assert.is(sense(r).information, undefined);
+});
+
+test('a READ over unreadable blocks names the first one in INFORMATION (SBC-3 4.18.2)', async () => {
+  const { store, port } = await fixture();
+  const orig = process.stderr.write;
+  process.stderr.write = (() => true) as typeof process.stderr.write;
+  try {
+    store.unreadable = { from: 37 * 512 + 100, to: 41 * 512 };
+    const r = await port.execute(cmd(rw10(Op.READ_10, 30, 16)));
+    assert.is(r.status, 2);
+    assert.is(sense(r).key, 3);
+    assert.is(sense(r).asc, 0x1100);
+    assert.is(sense(r).information, 37n);
+    // The bad stretch at the very start and at the very end of the transfer.
+    assert.is(sense(await port.execute(cmd(rw10(Op.READ_10, 37, 8)))).information, 37n);
+    assert.is(sense(await port.execute(cmd(rw10(Op.READ_10, 33, 5)))).information, 37n);
+    assert.is(sense(await port.execute(cmd(rw10(Op.READ_10, 40, 1)))).information, 40n);
+    // Reads beside it are whole.
+    assert.is((await port.execute(cmd(rw10(Op.READ_10, 41, 8)))).status, 0);
+  } finally {
+    process.stderr.write = orig;
+  }
 });
 
 test.run();

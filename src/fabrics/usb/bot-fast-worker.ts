@@ -160,7 +160,14 @@ export type FastWorkerMessage =
   /** Endpoint I/O failed: the worker waits for the next go. */
   | { readonly t: 'io-error'; readonly code: string; readonly message: string; readonly paused: boolean }
   /** Whether the addon's C loop runs (sent once, at start, when an addon was given). */
-  | { readonly t: 'native'; readonly ok: boolean; readonly message: string };
+  | { readonly t: 'native'; readonly ok: boolean; readonly message: string }
+  /**
+   * A READ of LUN `lun` whose backstore failed after part of its data went out (the C loop,
+   * reading from a mapping): it was answered with CSW FAILED; the core holds MEDIUM ERROR
+   * sense at `lba` (the first block the host did not get) for the REQUEST SENSE that follows.
+   * Posted before the worker reads the next CBW.
+   */
+  | { readonly t: 'read-error'; readonly lun: number; readonly lba: number };
 
 /** The worker's loop (runs in the worker thread). */
 export function fastWorkerMain(plan: typeof planFast): void {
@@ -335,12 +342,13 @@ export function fastWorkerMain(plan: typeof planFast): void {
     }
   }
   if (native !== undefined) {
-    // The same loop in C: it returns to hand a CBW over, when it must wait for go, or on an
-    // endpoint failure (-errno, out[0]: 0 CBW read, 1 bulk-IN write, 2 data-out read).
+    // The same loop in C: it returns to hand a CBW over (1), after a READ failed midway (2),
+    // when it must wait for go, or on an endpoint failure (-errno, out[0]: 0 CBW read, 1
+    // bulk-IN write, 2 data-out read).
     const util = require('node:util') as typeof import('node:util');
     const what = ['bulk-OUT read (CBW)', 'bulk-IN write', 'bulk-OUT read (data-out)'];
     const wbuf = Buffer.allocUnsafe(maxBytes);
-    const out = new Int32Array(2);
+    const out = new Int32Array(3);
     for (;;) {
       if (Atomics.load(ctl, STOP) !== 0) {
         native.release();
@@ -356,6 +364,8 @@ export function fastWorkerMain(plan: typeof planFast): void {
         // The C loop has set GO to 0 and counted it, as forward() does.
         const held = out[1] as number;
         handOver(out[0] as number, held >= 0 ? wbuf.subarray(0, held) : undefined);
+      } else if (r === 2) {
+        port.postMessage({ t: 'read-error', lun: out[0] as number, lba: ((out[1] as number) >>> 0) + ((out[2] as number) >>> 0) * 0x100000000 });
       } else if (r < 0) {
         let code = `errno ${-r}`;
         try {

@@ -20,6 +20,7 @@ import { Worker } from 'node:worker_threads';
 import type { LunMapEntry } from '../../scsi/port';
 import type { FastPathLease } from '../../scsi/logical-unit';
 import type { Nexus } from '../../scsi/types';
+import { Asc, SenseKey, encodeFixedSense } from '../../scsi/sense';
 import type { BotFunction, BotOutcome } from './bot';
 import type { FfsEndpoints } from './functionfs';
 import { CTL_WORDS, Ctl, Lease, LEASE_STRIDE, LeaseFlag, fastWorkerSource, nativeLayout } from './bot-fast-worker';
@@ -210,6 +211,13 @@ export class BotFastPath {
   private onMessage(m: FastWorkerMessage): void {
     if (m.t === 'cbw') {
       void this.serve(Buffer.from(m.cbw.buffer, m.cbw.byteOffset, m.cbw.byteLength), m.data ? Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength) : undefined);
+      return;
+    }
+    if (m.t === 'read-error') {
+      const unit = this.opts.entries.find((e) => e.lun === m.lun)?.unit;
+      const spec = { key: SenseKey.MEDIUM_ERROR, asc: Asc.UNRECOVERED_READ_ERROR, information: m.lba };
+      this.opts.bot.holdSense(m.lun, unit?.senseResult(spec).sense ?? encodeFixedSense(spec));
+      this.opts.log('warn', `usb: LUN ${m.lun}: READ failed at LBA ${m.lba} after part of its data went out (backstore I/O error): answered MEDIUM ERROR`);
       return;
     }
     if (m.t === 'native') {

@@ -490,6 +490,15 @@ export class BotFunction {
   }
 
   /** The LUNs that currently hold sense for REQUEST SENSE (tests, console). */
+  /**
+   * Hold `sense` for LUN `lun` as if the core had answered its last command with it: the
+   * fast path's C loop answers a READ that failed midway itself, and its REQUEST SENSE (or
+   * the next command for that LUN) comes here.
+   */
+  holdSense(lun: number, sense: Buffer): void {
+    this.heldSense.set(lun, Buffer.from(sense));
+  }
+
   heldSenseLuns(): number[] {
     return [...this.heldSense.keys()];
   }

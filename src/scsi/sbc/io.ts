@@ -69,6 +69,47 @@ function mediumFailure(ctx: CommandContext, spec: SenseSpec, e: unknown): ScsiRe
   return ctx.fail(spec);
 }
 
+/**
+ * The first block of [position, position + length) the backstore cannot read, as an LBA, or
+ * undefined when every part reads now (a transient error). Bisection: a failing range is
+ * halved until one block is left, reading about `length` bytes in all. Only on the error path.
+ */
+export async function firstUnreadableBlock(ctx: CommandContext, position: number, length: number): Promise<bigint | undefined> {
+  const bs = ctx.lu.blockSize;
+  let lo = 0;
+  let hi = Math.floor(length / bs);
+  if (hi === 0) return undefined;
+  const buf = Buffer.allocUnsafe(Math.max(bs, Math.ceil(hi / 2) * bs));
+  const fails = async (from: number, to: number): Promise<boolean> => {
+    try {
+      await ctx.lu.backstore.read(buf, 0, (to - from) * bs, position + from * bs);
+      return false;
+    } catch {
+      return true;
+    }
+  };
+  // [lo, hi) holds a block that fails: the whole read did.
+  while (hi - lo > 1) {
+    const mid = lo + Math.floor((hi - lo) / 2);
+    if (await fails(lo, mid)) hi = mid;
+    else lo = mid;
+  }
+  if (!(await fails(lo, hi))) return undefined;
+  return BigInt(Math.floor(position / bs) + lo);
+}
+
+/**
+ * A READ the backstore failed: logged, MEDIUM ERROR / UNRECOVERED READ ERROR with INFORMATION
+ * set to the first block that cannot be read (SBC-3 §4.18.2), so that an initiator can keep
+ * what comes before it and retry the rest.
+ */
+function readFailure(ctx: CommandContext, position: number, length: number, e: unknown): Promise<ScsiResult> {
+  return firstUnreadableBlock(ctx, position, length).then(
+    (lba) => mediumFailure(ctx, lba === undefined ? READ_ERROR : { ...READ_ERROR, information: lba }, e),
+    () => mediumFailure(ctx, READ_ERROR, e),
+  );
+}
+
 // The two functions below are READ and WRITE's whole I/O: plain promise chains rather than
 // nested async functions (guarded → body → readMedium), which cost a few promises and
 // about a kilobyte of garbage per command.
@@ -83,7 +124,7 @@ export function readResult(ctx: CommandContext, into: Buffer, position: number):
   }
   return p.then(
     () => ctx.good(into),
-    (e: unknown) => mediumFailure(ctx, READ_ERROR, e),
+    (e: unknown) => readFailure(ctx, position, into.length, e),
   );
 }
 
@@ -102,7 +143,7 @@ export function readOwnedResult(ctx: CommandContext, length: number, position: n
   }
   return p.then(
     (data) => ctx.good(data),
-    (e: unknown) => mediumFailure(ctx, READ_ERROR, e),
+    (e: unknown) => readFailure(ctx, position, length, e),
   );
 }
 
