@@ -292,8 +292,12 @@ export interface BotOptions {
    * serve to serveCbw(): enable() does not start the read loop. Default false.
    */
   readonly externalCbws?: boolean;
-  /** Called when a Bulk-Only Mass Storage Reset is performed. */
-  readonly onReset?: () => void;
+  /**
+   * Called when a Bulk-Only Mass Storage Reset is performed, before its status stage; false
+   * (or a promise of false): the reset could not be completed, and the request is stalled so
+   * that the host goes on to reset the port.
+   */
+  readonly onReset?: () => Promise<boolean> | boolean | void;
 }
 
 export type BotOutcome =
@@ -439,7 +443,7 @@ export class BotFunction {
   private readonly port: ScsiPort;
   private readonly nexus: Nexus;
   private readonly onOutcome: ((o: BotOutcome) => void) | undefined;
-  private readonly onReset: (() => void) | undefined;
+  private readonly onReset: (() => Promise<boolean> | boolean | void) | undefined;
   private externalCbws: boolean;
   /** Last sense per LUN, kept until REQUEST SENSE or the next command for that LUN. */
   private readonly heldSense = new Map<number, Buffer>();
@@ -545,8 +549,11 @@ export class BotFunction {
     if (this.ep.cancel) await this.running;
   }
 
-  /** Bulk-Only Mass Storage Reset (BOT §3.1): abandon the command, ready for the next CBW. */
-  async reset(): Promise<void> {
+  /**
+   * Bulk-Only Mass Storage Reset (BOT §3.1): abandon the command, ready for the next CBW.
+   * False when onReset could not complete it.
+   */
+  async reset(): Promise<boolean> {
     this.generation++;
     this.pendingIn = undefined;
     this.heldSense.clear();
@@ -561,7 +568,7 @@ export class BotFunction {
     }
     if (this.state_ === 'needs-reset') this.state_ = 'ready';
     this.wakeResetWaiters();
-    this.onReset?.();
+    return (await this.onReset?.()) !== false;
   }
 
   private wakeResetWaiters(): void {
@@ -574,8 +581,8 @@ export class BotFunction {
   async setup(setup: SetupPacket): Promise<SetupAnswer> {
     const answer = answerSetup(setup, { lunCount: this.lunCount });
     if (answer.kind === 'reset') {
-      await this.reset();
-      return { kind: 'ack' };
+      if (await this.reset()) return { kind: 'ack' };
+      return { kind: 'stall', io: 'write', reason: 'Bulk-Only reset: bulk-IN data could not be taken back (the host resets the port)' };
     }
     return answer;
   }
