@@ -7,14 +7,9 @@
 //   node scripts/vm/bot-abandon.js IMAGE [--port-reset]
 //
 // IMAGE is the disk's backing file (LUN 0, 512-byte blocks), read here to check the data.
-// --port-reset: the device may refuse (stall) the Bulk-Only reset after an abandoned READ
-// (lunbox's JavaScript loop cannot take back bulk-IN data it has queued: f_fs dequeues a
-// blocking write only when the endpoint goes, and the data must not go out as the next
-// command's); the host then resets the port, as Linux's usb-storage does when the class reset
-// fails, and the device must answer again. Without it every reset must be accepted and the
-// next command answered at once.
-// The kernel's usb-storage driver is detached from the interface meanwhile and attached again
-// at the end. Prints "PASS: ..." / "FAIL: ..." lines; exit status 0 when none failed.
+// --port-reset: should the device refuse (stall) the Bulk-Only reset, reset the USB port (as
+// Linux's usb-storage does when the class reset fails) and go on; without it a refused reset
+// is a failure.
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');

@@ -92,7 +92,7 @@ static int array_arg(napi_env env, napi_value v, napi_typedarray_type want, void
 /* ---- the control block ------------------------------------------------------------------ */
 /* Indices, in the order of LAYOUT in bot-fast-worker.ts. */
 enum { GO, BUSY, RESET, STOP, MPS, FAST_READS, FAST_WRITES, FORWARDED, MIB, BYTES, LEASES, LEASE_STRIDE,
-       L_FLAGS, L_FD, L_BLOCK_SIZE, L_BLOCKS_LO, L_BLOCKS_HI, L_MAX_BLOCKS, IN_BUSY, LAYOUT_WORDS };
+       L_FLAGS, L_FD, L_BLOCK_SIZE, L_BLOCKS_LO, L_BLOCKS_HI, L_MAX_BLOCKS, LAYOUT_WORDS };
 enum { LEASE_READ = 1, LEASE_WRITE = 2, LEASE_WRITE_THROUGH = 4 };
 
 struct ctlblock {
@@ -357,15 +357,14 @@ struct aio_ring_head {
 };
 #define AIO_RING_MAGIC 0xa10a10a1U
 
-/* 1 when a completion (with an error, when `errors_only`) is in the ring (peeked, not
-   taken), 0 when none, -1 when the ring is not one this code knows (then ask the kernel). */
-static int aio_waiting(int errors_only) {
+/* 1 when a completion with an error is in the ring (peeked, not taken), 0 when none, -1 when
+   the ring is not one this code knows (then ask the kernel). */
+static int aio_error_waiting(void) {
   const struct aio_ring_head *r = (const struct aio_ring_head *)(uintptr_t)t.aio;
   if (r->magic != AIO_RING_MAGIC || r->header_length != sizeof *r) return -1;
   unsigned nr = r->nr;
   unsigned head = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE), tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
   if (head >= nr || tail >= nr) return -1;
-  if (!errors_only) return head != tail;
   const struct io_event *ev = (const struct io_event *)(r + 1);
   for (unsigned i = head; i != tail;) {
     if ((int64_t)ev[i].res < 0) return 1;
@@ -435,7 +434,7 @@ static long send_aio(const struct ctlblock *c, int in_fd, const uint8_t *p, size
     queued++;
     in_count = queued;
     in_queued++;
-    if (!csw_only && aio_waiting(1) != 0) {
+    if (!csw_only && aio_error_waiting() != 0) {
       long bad = take_failed_in();
       if (bad == -EFAULT || bad == -EIO) {
         /* This piece's copy failed (the earlier ones were copied when they were queued):
@@ -487,60 +486,8 @@ static long settle_in(const struct ctlblock *c) {
   }
   in_queued = 0;
   in_count = 0;
-  st(c, IN_BUSY, 0);
   if (cancelled || ld(c, RESET) != in_reset_at) return 2;
   return result;
-}
-
-/*
- * The next CBW while a READ's data and CSW are still queued on bulk-IN (the loop does not wait
- * for the host to take them). The read is queued with AIO too, and the wait looks at RESET
- * every 2 ms while bulk-IN requests are outstanding: after a Bulk-Only reset they are
- * cancelled (and IN_BUSY cleared) before the reset's status stage completes, that is before
- * the host can send its next CBW and take them as that command's data. Bytes of the CBW,
- * 0 when STOP came first (nothing left queued), or -errno. Bulk-IN completions seen are reaped.
- */
-static long read_cbw_aio(const struct ctlblock *c, int out_fd, uint8_t *cbw, size_t mps) {
-  static __thread struct iocb cb;
-  enum { CBW_READ = 0x7fffffff };
-  memset(&cb, 0, sizeof cb);
-  cb.aio_data = CBW_READ;
-  cb.aio_lio_opcode = IOCB_CMD_PREAD;
-  cb.aio_fildes = (uint32_t)out_fd;
-  cb.aio_buf = (uint64_t)(uintptr_t)cbw;
-  cb.aio_nbytes = mps;
-  struct iocb *list[1] = { &cb };
-  if (syscall(SYS_io_submit, t.aio, 1L, list) != 1) return -errno;
-  long got = LONG_MIN;
-  int cancelled = 0, stopping = 0;
-  struct io_event ev[16];
-  while (got == LONG_MIN) {
-    struct timespec ts = { 0, (in_queued > 0 ? 2 : 100) * 1000000L };
-    long n = syscall(SYS_io_getevents, t.aio, 1L, 16L, ev, &ts);
-    if (n < 0 && errno != EINTR) {
-      long e = -errno;
-      struct io_event gone;
-      syscall(SYS_io_cancel, t.aio, &cb, &gone);
-      return e;
-    }
-    for (long i = 0; i < n; i++) {
-      if (ev[i].data == CBW_READ) got = (long)ev[i].res;
-      else in_queued--;
-    }
-    if (in_queued > 0 && !cancelled && (ld(c, RESET) != in_reset_at || ld(c, STOP) != 0)) {
-      struct io_event gone;
-      for (int i = 0; i < in_count; i++) syscall(SYS_io_cancel, t.aio, &piece_cb[i], &gone);
-      cancelled = 1;
-    }
-    if (in_queued == 0) st(c, IN_BUSY, 0);
-    if (got == LONG_MIN && !stopping && ld(c, STOP) != 0) {
-      struct io_event gone;
-      syscall(SYS_io_cancel, t.aio, &cb, &gone);
-      stopping = 1; /* its completion (cancelled) ends the wait */
-    }
-  }
-  if (stopping && got < 0) return 0;
-  return got;
 }
 
 /* Halt bulk-IN (I/O the wrong way on it), retrying while dummy_hcd still has requests queued. */
@@ -557,24 +504,6 @@ static void halt_in(int in_fd) {
 }
 
 /*
- * Bulk-IN is about to be used: IN_BUSY, then RESET again. BotFastPath.reset bumps RESET, then
- * holds the reset's status stage until IN_BUSY is 0, so either this sees the reset (and sends
- * nothing: the host abandoned the command) or the reset waits for what this sends to be taken
- * or cancelled. 0 when a reset came first.
- */
-static int in_begin(const struct ctlblock *c, int32_t reset_at) {
-  st(c, IN_BUSY, 1);
-  if (ld(c, RESET) == reset_at) return 1;
-  if (in_queued == 0) st(c, IN_BUSY, 0);
-  return 0;
-}
-
-/* A blocking bulk-IN write is over (nothing queued is left to take back). */
-static void in_end(const struct ctlblock *c) {
-  if (in_queued == 0) st(c, IN_BUSY, 0);
-}
-
-/*
  * A READ whose backstore failed after `sent` bytes of its data went out: the core cannot
  * answer it any more (it would send the data from the start). It is answered here as
  * f_mass_storage answers an unrecoverable read (the Bulk-Only case Hi > Di): the host takes
@@ -582,18 +511,16 @@ static void in_end(const struct ctlblock *c) {
  * the sense (MEDIUM ERROR, UNRECOVERED READ ERROR at the first LBA not sent) for the REQUEST
  * SENSE that follows. SENSE, DONE after a reset (the host abandoned the command), or -errno.
  */
-static long read_failed(const struct ctlblock *c, const struct plan *p, int in_fd, size_t sent, int32_t reset_at) {
+static long read_failed(const struct ctlblock *c, const struct plan *p, int in_fd, size_t sent) {
   /* Wait for the host to take the pieces already queued: a UDC may halt an endpoint with
      requests on it, and they would go out after the halt is cleared, where the CSW belongs. */
   long settled = settle_in(c);
   if (settled == 2) return DONE;
   if (settled < 0) return settled;
-  if (!in_begin(c, reset_at)) return DONE;
   halt_in(in_fd);
   set_csw(p->tag, 1, p->bytes - (uint32_t)sent);
   size_t n;
   long w = write_all(in_fd, csw, 13, NULL, 0, &n);
-  in_end(c);
   if (w < 0) return w;
   uint64_t lba = p->position + sent;
   for (uint32_t bs = p->block_size; bs > 1; bs >>= 1) lba >>= 1; /* block sizes are powers of two */
@@ -617,10 +544,6 @@ static long serve_read(const struct ctlblock *c, const struct plan *p, int in_fd
     }
     src = data;
   }
-  if (!in_begin(c, reset_at)) {
-    unbusy(c);
-    return DONE; /* a reset abandoned the command before its data went out */
-  }
   if (aio_ready()) {
     size_t sent;
     long r = send_aio(c, in_fd, src, p->bytes, with_csw, reset_at, &sent);
@@ -630,7 +553,7 @@ static long serve_read(const struct ctlblock *c, const struct plan *p, int in_fd
       if (settle_in(c) == 2) return DONE;
       return FORWARD;
     }
-    if (r == 3) return read_failed(c, p, in_fd, sent, reset_at);
+    if (r == 3) return read_failed(c, p, in_fd, sent);
     if (r < 0) {
       settle_in(c);
       return r;
@@ -643,16 +566,13 @@ static long serve_read(const struct ctlblock *c, const struct plan *p, int in_fd
     size_t sent;
     long r = write_all(in_fd, src, p->bytes, with_csw ? csw : NULL, with_csw ? 13 : 0, &sent);
     unbusy(c);
-    in_end(c);
     if ((r == -EFAULT || r == -EIO) && sent == 0) return FORWARD; /* the core answers the error */
-    if (r == -EFAULT || r == -EIO) return read_failed(c, p, in_fd, sent, reset_at);
+    if (r == -EFAULT || r == -EIO) return read_failed(c, p, in_fd, sent);
     if (r < 0) return r;
   }
   if (!with_csw) {
-    if (!in_begin(c, reset_at)) return DONE;
     size_t sent;
     long r = write_all(in_fd, csw, 13, NULL, 0, &sent);
-    in_end(c);
     if (r < 0) return r;
   }
   count(c, FAST_READS, p->bytes);
@@ -799,14 +719,9 @@ static long serve_write(const struct ctlblock *c, const struct plan *p, int in_f
     if (r == ABANDONED) return DONE; /* by Reset Recovery: no CSW */
     if (r != DONE) return r;
     set_csw(p->tag, 0, 0);
-    if (!in_begin(c, reset_at)) return DONE;
-    /* Queued, not waited for (as a READ's): read_cbw_aio cancels it should a reset come. */
     size_t sent;
-    long w = send_aio(c, in_fd, NULL, 0, 0, reset_at, &sent);
-    if (w < 0) {
-      settle_in(c);
-      return w;
-    }
+    long w = write_all(in_fd, csw, 13, NULL, 0, &sent);
+    if (w < 0) return w;
     count(c, FAST_WRITES, p->bytes);
     return DONE;
   }
@@ -836,10 +751,8 @@ static long serve_write(const struct ctlblock *c, const struct plan *p, int in_f
   }
   unbusy(c);
   set_csw(p->tag, 0, 0);
-  if (!in_begin(c, reset_at)) return DONE;
   size_t sent;
   long r = write_all(in_fd, csw, 13, NULL, 0, &sent);
-  in_end(c);
   if (r < 0) return r;
   count(c, FAST_WRITES, p->bytes);
   return DONE;
@@ -878,26 +791,13 @@ static napi_value js_serve(napi_env env, napi_callback_info info) {
       memcpy(cbw, t.pending, (size_t)n);
       t.pending_len = 0;
     } else {
-      if (in_queued > 0 && aio_waiting(0) != 0) {
-        take_failed_in(); /* completions already there: with nothing left queued, a plain read */
-        in_end(&c);
-      }
-      long r;
-      if (in_queued > 0) {
-        r = read_cbw_aio(&c, out_fd, cbw, (size_t)ld(&c, MPS));
-        if (r == 0 && ld(&c, STOP) != 0) {
-          settle_in(&c);
-          return int_value(env, 0);
-        }
-      } else {
-        r = read(out_fd, cbw, (size_t)ld(&c, MPS));
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) r = -errno;
-      }
+      ssize_t r = read(out_fd, cbw, (size_t)ld(&c, MPS));
       if (r < 0) {
+        if (errno == EINTR) continue;
+        int e = errno;
         settle_in(&c); /* what was queued failed too, or was cancelled: not this session's */
         out[0] = 0;
-        return int_value(env, (int32_t)r);
+        return int_value(env, -e);
       }
       n = (int)r;
     }

@@ -213,27 +213,6 @@ test('a backstore with bad blocks: MEDIUM ERROR at once, the first bad block nam
   assert.ok(out.includes('PASS: C loop: it failed after 96 KiB had gone out, answered in the worker'), out.slice(-3000));
 });
 
-// Commands the host abandons midway (Bulk-Only reset after part of the data): the C loop
-// takes back what it had queued before the reset completes, so the next command gets its own
-// data and CSW. (The JavaScript loop and the core's path cannot yet: see guest-usb-abandon.sh.)
-test('commands abandoned by a Bulk-Only reset midway: the next command gets its own data, C loop (QEMU VM, dummy_hcd, libusb)', async () => {
-  const missing = await missingPackages();
-  if (missing.length > 0) {
-    assert.unreachable(`the abandon VM test cannot run: missing Debian packages ${missing.join(', ')} (apt-get install ${missing.join(' ')})`);
-  }
-  assert.ok(existsSync(join(ROOT, 'node_modules', 'usb', 'package.json')), "the test's host side needs the optional dependency 'usb' (npm install)");
-  const out = await runGuest('guest-usb-abandon.sh', 'guest-usb-abandon');
-  for (const take of [0, 512, 16384, 65536, 122880]) {
-    assert.ok(out.includes(`PASS: C loop: READ of 240 blocks abandoned after ${take} bytes: the next READ (LBA 4000, 240 blocks) gets its own data`), out.slice(-3000));
-  }
-  for (const give of [0, 16384, 98304]) {
-    assert.ok(out.includes(`PASS: C loop: WRITE of 240 blocks abandoned after ${give} bytes: the next READ (LBA 2000, 8 blocks) gets its own data`), out.slice(-3000));
-  }
-  for (const check of ['a whole WRITE after the resets: good CSW', 'and it reads back', 'bot-abandon.js ran to the end (exit 0)', 'usb-storage has the device back']) {
-    assert.ok(out.includes(`PASS: C loop: ${check}`), `${check}\n${out.slice(-3000)}`);
-  }
-});
-
 test('the kernel engine (--usb-engine kernel): the same LUNs served by the kernel mass_storage function (QEMU VM)', async () => {
   const missing = await missingPackages();
   if ((await run('sh', ['-c', 'command -v xorriso || command -v genisoimage'])).code !== 0) missing.push('xorriso');

@@ -44,14 +44,6 @@ export const Ctl = {
   /** MiB moved by the fast path, and the bytes of the MiB not yet full. */
   MIB: 8,
   BYTES: 9,
-  /**
-   * 1 while the worker has bulk-IN transfers outstanding (queued or a blocking write). A Bulk-Only
-   * reset's status stage waits until it is 0 (BotFastPath.reset): what the host abandoned must
-   * be taken back before the host can send its next CBW, or it would go out as that command's
-   * data. The C loop cancels its queued requests; the JavaScript loop's blocking write cannot
-   * be, so that reset fails and the host resets the port (which ends the write).
-   */
-  IN_BUSY: 10,
   LEASES: 16,
 } as const;
 
@@ -66,7 +58,7 @@ export function nativeLayout(): Int32Array {
   const c = Ctl;
   const l = Lease;
   return Int32Array.from([c.GO, c.BUSY, c.RESET, c.STOP, c.MPS, c.FAST_READS, c.FAST_WRITES, c.FORWARDED, c.MIB, c.BYTES, c.LEASES, LEASE_STRIDE,
-    l.FLAGS, l.FD, l.BLOCK_SIZE, l.BLOCKS_LO, l.BLOCKS_HI, l.MAX_BLOCKS, c.IN_BUSY]);
+    l.FLAGS, l.FD, l.BLOCK_SIZE, l.BLOCKS_LO, l.BLOCKS_HI, l.MAX_BLOCKS]);
 }
 
 /** The lunbox-fast addon (src/native/lunbox-fast.c). */
@@ -185,7 +177,7 @@ export function fastWorkerMain(plan: typeof planFast): void {
   const data0 = wt.workerData as FastWorkerData;
   const port = wt.parentPort as import('node:worker_threads').MessagePort;
   const ctl = new Int32Array(data0.ctl);
-  const { GO, BUSY, RESET, STOP, MPS, FAST_READS, FAST_WRITES, FORWARDED, MIB, BYTES, IN_BUSY, LEASES, LEASE_STRIDE } = data0.layout;
+  const { GO, BUSY, RESET, STOP, MPS, FAST_READS, FAST_WRITES, FORWARDED, MIB, BYTES, LEASES, LEASE_STRIDE } = data0.layout;
   const { inFd, outFd, lunCount, maxBytes } = data0;
   let maxTransfer = data0.maxTransfer;
   const MIN_TRANSFER = 16 * 1024;
@@ -243,23 +235,8 @@ export function fastWorkerMain(plan: typeof planFast): void {
       Atomics.add(ctl, MIB, Math.floor(b / 1048576));
     }
   };
-  /**
-   * One bulk-IN transfer of bytes [off, off+len) of `from`, plus the CSW when given; ENOMEM
-   * splits. IN_BUSY meanwhile (a reset's status stage waits for it). False when a reset came
-   * first: nothing is sent.
-   */
-  const writeIn = (from: Buffer, off: number, len: number, withCsw: boolean, resetAt: number): boolean => {
-    Atomics.store(ctl, IN_BUSY, 1);
-    try {
-      if (Atomics.load(ctl, RESET) !== resetAt) return false;
-      writeInNow(from, off, len, withCsw);
-      return true;
-    } finally {
-      Atomics.store(ctl, IN_BUSY, 0);
-      Atomics.notify(ctl, IN_BUSY);
-    }
-  };
-  const writeInNow = (from: Buffer, off: number, len: number, withCsw: boolean): void => {
+  /** One bulk-IN transfer of bytes [off, off+len) of `from`, plus the CSW when given; ENOMEM splits. */
+  const writeIn = (from: Buffer, off: number, len: number, withCsw: boolean): void => {
     let done = 0;
     while (done < len || (withCsw && done === len)) {
       const piece = Math.min(len - done, maxTransfer);
@@ -280,7 +257,7 @@ export function fastWorkerMain(plan: typeof planFast): void {
     }
   };
 
-  const serveRead = (p: FastPlan, n: number, resetAt: number): void => {
+  const serveRead = (p: FastPlan, n: number): void => {
     if (!claim(p.lun, 1)) {
       forward(n);
       return;
@@ -304,10 +281,11 @@ export function fastWorkerMain(plan: typeof planFast): void {
     const mps = ctl[MPS] as number;
     // The CSW rides on the data's last transfer when the data ends on a packet boundary (BOT
     // case 6, as bot.ts does); else it would share the data's short packet.
-    // A reset before the data went out abandons the command: nothing is sent.
-    if (p.bytes % mps === 0) {
-      if (!writeIn(buf, 0, p.bytes, true, resetAt)) return;
-    } else if (!writeIn(buf, 0, p.bytes, false, resetAt) || !writeIn(csw, 0, 0, true, resetAt)) return;
+    if (p.bytes % mps === 0) writeIn(buf, 0, p.bytes, true);
+    else {
+      writeIn(buf, 0, p.bytes, false);
+      writeIn(csw, 0, 0, true);
+    }
     count(FAST_READS, p.bytes);
   };
 
@@ -350,7 +328,7 @@ export function fastWorkerMain(plan: typeof planFast): void {
     }
     unbusy();
     csw.writeUInt32LE(p.tag, 4);
-    if (!writeIn(csw, 0, 0, true, resetAt)) return;
+    writeIn(csw, 0, 0, true);
     count(FAST_WRITES, p.bytes);
   };
 
@@ -430,7 +408,7 @@ export function fastWorkerMain(plan: typeof planFast): void {
     const resetAt = Atomics.load(ctl, RESET);
     try {
       if (p.write) serveWrite(p, n, resetAt);
-      else serveRead(p, n, resetAt);
+      else serveRead(p, n);
     } catch (e) {
       unbusy();
       ioError(e, go);

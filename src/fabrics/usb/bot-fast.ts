@@ -37,11 +37,6 @@ const leaseAt = (lun: number): number => Ctl.LEASES + lun * LEASE_STRIDE;
 /** Largest command the worker serves itself (bigger ones stream through the core). */
 export const FAST_MAX_BYTES = 4 * 1024 * 1024;
 const MAX_TRANSFER = 1024 * 1024;
-/**
- * How long a Bulk-Only reset's status stage waits for the worker's bulk-IN to be taken back:
- * the C loop needs milliseconds; Linux's usb-storage gives the control request 5 s.
- */
-const RESET_WAIT_MS = 1500;
 
 export interface FastPathOptions {
   readonly bot: BotFunction;
@@ -134,28 +129,9 @@ export class BotFastPath {
     Atomics.store(this.ctl, Ctl.GO, 0);
   }
 
-  /**
-   * Bulk-Only Mass Storage Reset: a transfer of the worker's that spans it is abandoned. Runs
-   * before the reset's status stage and holds it until the worker has no bulk-IN transfer
-   * outstanding (IN_BUSY 0): what the host abandoned must not go out as the data of the next
-   * command, which the host sends only once the reset is done. Bumping RESET, then looking at
-   * IN_BUSY, pairs with the worker's order (IN_BUSY, then RESET). The C loop cancels its
-   * queued requests within a few milliseconds; a blocking write (the JavaScript loop's, or one
-   * without AIO) cannot be taken back: false after RESET_WAIT_MS, and the reset is refused so
-   * that the host resets the port, which ends the write.
-   */
-  async reset(): Promise<boolean> {
+  /** Bulk-Only Mass Storage Reset: a transfer of the worker's that spans it is abandoned. */
+  reset(): void {
     Atomics.add(this.ctl, Ctl.RESET, 1);
-    const until = Date.now() + RESET_WAIT_MS;
-    while (Atomics.load(this.ctl, Ctl.IN_BUSY) !== 0 && this.worker !== undefined && !this.stopped) {
-      if (Date.now() >= until) {
-        this.opts.log('warn', 'usb: Bulk-Only reset: the worker\'s bulk-IN write cannot be taken back; refusing the reset so that the host resets the port');
-        return false;
-      }
-      const w = waitAsync(this.ctl, Ctl.IN_BUSY, 1, 1);
-      if (w.async) await w.value;
-    }
-    return true;
   }
 
   /** Stop the worker for good (the gadget is going away). */

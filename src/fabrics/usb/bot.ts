@@ -292,12 +292,8 @@ export interface BotOptions {
    * serve to serveCbw(): enable() does not start the read loop. Default false.
    */
   readonly externalCbws?: boolean;
-  /**
-   * Called when a Bulk-Only Mass Storage Reset is performed, before its status stage; false
-   * (or a promise of false): the reset could not be completed, and the request is stalled so
-   * that the host goes on to reset the port.
-   */
-  readonly onReset?: () => Promise<boolean> | boolean | void;
+  /** Called when a Bulk-Only Mass Storage Reset is performed. */
+  readonly onReset?: () => void;
 }
 
 export type BotOutcome =
@@ -443,7 +439,7 @@ export class BotFunction {
   private readonly port: ScsiPort;
   private readonly nexus: Nexus;
   private readonly onOutcome: ((o: BotOutcome) => void) | undefined;
-  private readonly onReset: (() => Promise<boolean> | boolean | void) | undefined;
+  private readonly onReset: (() => void) | undefined;
   private externalCbws: boolean;
   /** Last sense per LUN, kept until REQUEST SENSE or the next command for that LUN. */
   private readonly heldSense = new Map<number, Buffer>();
@@ -549,11 +545,8 @@ export class BotFunction {
     if (this.ep.cancel) await this.running;
   }
 
-  /**
-   * Bulk-Only Mass Storage Reset (BOT §3.1): abandon the command, ready for the next CBW.
-   * False when onReset could not complete it.
-   */
-  async reset(): Promise<boolean> {
+  /** Bulk-Only Mass Storage Reset (BOT §3.1): abandon the command, ready for the next CBW. */
+  async reset(): Promise<void> {
     this.generation++;
     this.pendingIn = undefined;
     this.heldSense.clear();
@@ -568,7 +561,7 @@ export class BotFunction {
     }
     if (this.state_ === 'needs-reset') this.state_ = 'ready';
     this.wakeResetWaiters();
-    return (await this.onReset?.()) !== false;
+    this.onReset?.();
   }
 
   private wakeResetWaiters(): void {
@@ -581,8 +574,8 @@ export class BotFunction {
   async setup(setup: SetupPacket): Promise<SetupAnswer> {
     const answer = answerSetup(setup, { lunCount: this.lunCount });
     if (answer.kind === 'reset') {
-      if (await this.reset()) return { kind: 'ack' };
-      return { kind: 'stall', io: 'write', reason: 'Bulk-Only reset: bulk-IN data could not be taken back (the host resets the port)' };
+      await this.reset();
+      return { kind: 'ack' };
     }
     return answer;
   }
