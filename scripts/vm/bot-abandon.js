@@ -117,11 +117,17 @@ async function resetRecovery(what) {
   await clearHalt(epOut);
 }
 
-/** A whole READ: its data and its CSW (asked for as a full packet, so stray data shows). */
+/** A whole READ: its data and its CSW (asked for as a full packet, so stray data shows). The
+    data-in request goes to the host controller with the CBW, not after it: bulk-IN is polled
+    from the moment the CBW is sent, so whatever the device left queued there is taken at
+    once, before the device has even read the CBW (a host may do so; this makes the race a
+    device must not lose certain to be run). */
 async function read(lba, blocks) {
   const c = cbw(blocks * 512, true, rw10(READ10, lba, blocks));
+  const dataIn = inXfer(blocks * 512);
+  dataIn.catch(() => undefined); // awaited below unless the CBW fails
   await outXfer(c);
-  const data = await inXfer(blocks * 512);
+  const data = await dataIn;
   const csw = await inXfer(512);
   return { data, csw, tag: c.readUInt32LE(4) };
 }

@@ -17,8 +17,9 @@
  * buffers): f_fs copies a piece when it queues it, so the host takes the first piece while
  * the next is copied, and the worker leaves the backstore (BUSY cleared, see the lease
  * protocol in bot-fast.ts) before the host has taken the data, as the JavaScript loop does
- * after its pread. While it waits, a Bulk-Only Mass Storage Reset makes it cancel what is
- * left: data the host abandoned is never taken as a later command's.
+ * after its pread. A Bulk-Only Mass Storage Reset cancels what is still queued: the main
+ * thread does so (cancelIn) before the reset completes, so data the host abandoned is never
+ * taken as a later command's. A WRITE's CSW is queued the same way.
  *
  * A WRITE's data-out is read with AIO too, every 32 KiB piece queued at once, and each piece
  * goes to the backstore as soon as it has arrived while the next ones arrive (write_aio).
@@ -40,8 +41,14 @@
  *     -errno: endpoint I/O failed (out[0]: 0 reading a CBW, 1 writing bulk-IN, 2 reading
  *     data-out).
  *   release() -> 0: drop this thread's mapping and AIO context (before the thread ends).
+ *   cancelIn(ctl) -> number: for the main thread, when it performs a Bulk-Only Mass Storage
+ *     Reset (after adding to RESET, before it completes the control request): cancels the
+ *     bulk-IN requests the loop serving `ctl` has queued (a READ's data, a CSW), so none of
+ *     them is taken as the data or CSW of a command after the reset. Returns how many it
+ *     cancelled.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <limits.h>
 #include <stdint.h>
@@ -347,6 +354,65 @@ static __thread int in_queued;
 static __thread int32_t in_reset_at;
 
 /*
+ * What each loop has queued on bulk-IN, for cancelIn() on the main thread. The host may take
+ * the requests still queued after a Bulk-Only reset as the next command's data stage, and it
+ * may do so before this loop sees the next CBW: only cancelling them before the reset's
+ * control request completes keeps them out of it. One entry per control block (a worker per
+ * gadget), looked up by the block's address, which is the same in every thread. The lock
+ * also orders a submit against a reset: a loop queues only under the RESET count it checked
+ * with the lock held, so whatever it queued before a reset, the reset's cancelIn() finds.
+ */
+#define IN_SLOTS 8
+static pthread_mutex_t in_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+  const int32_t *ctl;
+  aio_context_t aio;
+  struct iocb *cb;
+  int count;
+} in_shared[IN_SLOTS];
+
+/* This thread's entry for control block c (taken if free), or -1 (all taken: cancelIn cannot
+   reach it, and settle_in still cancels at the next CBW). Called with in_lock held. */
+static int in_slot(const struct ctlblock *c) {
+  int free_at = -1;
+  for (int i = 0; i < IN_SLOTS; i++) {
+    if (in_shared[i].ctl == c->w) return i;
+    if (in_shared[i].ctl == NULL && free_at < 0) free_at = i;
+  }
+  if (free_at >= 0) in_shared[free_at].ctl = c->w;
+  return free_at;
+}
+
+/* Queue one bulk-IN request unless a reset or stop came since reset_at. 1 queued, 0 not (a
+   reset), -1 io_submit failed (errno). */
+static int submit_in(const struct ctlblock *c, struct iocb *cb, int32_t reset_at) {
+  pthread_mutex_lock(&in_lock);
+  int r = 0;
+  if (ld(c, RESET) == reset_at && ld(c, STOP) == 0) {
+    struct iocb *list[1] = { cb };
+    r = syscall(SYS_io_submit, t.aio, 1L, list) == 1 ? 1 : -1;
+    int e = errno;
+    int s = in_slot(c);
+    if (s >= 0 && r == 1) {
+      in_shared[s].aio = t.aio;
+      in_shared[s].cb = piece_cb;
+      in_shared[s].count = (int)(cb - piece_cb) + 1;
+    }
+    errno = e;
+  }
+  pthread_mutex_unlock(&in_lock);
+  return r;
+}
+
+/* All of this thread's bulk-IN requests are reaped: cancelIn() must not touch the iocbs. */
+static void in_reaped(const struct ctlblock *c) {
+  pthread_mutex_lock(&in_lock);
+  for (int i = 0; i < IN_SLOTS; i++)
+    if (in_shared[i].ctl == c->w) in_shared[i].count = 0;
+  pthread_mutex_unlock(&in_lock);
+}
+
+/*
  * The kernel's completion ring of an AIO context, mapped at the context's address (fs/aio.c;
  * libaio reads it the same way). A copy that fails when f_fs queues a bulk-IN piece (EFAULT:
  * the backstore could not be read into the mapping) does not fail io_submit: it is completed
@@ -396,7 +462,8 @@ static long take_failed_in(void) {
  * the next CBW, which comes only after the host has the CSW, and settle_in reaps them then.
  * 0 when all is queued; 1 when f_fs could not copy the first piece (nothing went out); 3 when
  * it could not copy a later one (*sent: the bytes of the pieces queued before it, which the
- * host is taking; nothing after it is queued); -errno on failure.
+ * host is taking; nothing after it is queued); 4 when a reset came first (what was queued
+ * before it, cancelIn has cancelled); -errno on failure.
  */
 static long send_aio(const struct ctlblock *c, int in_fd, const uint8_t *p, size_t len, int with_csw, int32_t reset_at,
                      size_t *sent) {
@@ -422,8 +489,12 @@ static long send_aio(const struct ctlblock *c, int in_fd, const uint8_t *p, size
     cb->aio_fildes = (uint32_t)in_fd;
     cb->aio_buf = (uint64_t)(uintptr_t)piece_iov[queued];
     cb->aio_nbytes = !csw_only && last && with_csw ? 2 : 1;
-    struct iocb *list[1] = { cb };
-    if (syscall(SYS_io_submit, t.aio, 1L, list) != 1) {
+    int q = submit_in(c, cb, reset_at);
+    if (q == 0) {
+      fail = 4; /* a reset: the host abandoned the command */
+      break;
+    }
+    if (q < 0) {
       if (errno == ENOMEM && piece > MIN_TRANSFER && !csw_only) {
         piece = round_up(piece / 2, mps);
         continue;
@@ -459,7 +530,8 @@ static long send_aio(const struct ctlblock *c, int in_fd, const uint8_t *p, size
 /*
  * Reap the bulk-IN requests still queued: before the next command (or the core) uses bulk-IN.
  * If a Bulk-Only Mass Storage Reset came since they were queued, the host abandoned them:
- * they are cancelled, so none is taken as a later command's data. 0, 2 (cancelled after a
+ * cancelIn has cancelled them already (and they are cancelled here again, should the addon
+ * not be loaded on the main thread), so none is taken as a later command's data. 0, 2 (cancelled after a
  * reset), or -errno (one failed).
  */
 static long settle_in(const struct ctlblock *c) {
@@ -486,6 +558,7 @@ static long settle_in(const struct ctlblock *c) {
   }
   in_queued = 0;
   in_count = 0;
+  in_reaped(c);
   if (cancelled || ld(c, RESET) != in_reset_at) return 2;
   return result;
 }
@@ -554,6 +627,7 @@ static long serve_read(const struct ctlblock *c, const struct plan *p, int in_fd
       return FORWARD;
     }
     if (r == 3) return read_failed(c, p, in_fd, sent);
+    if (r == 4) return DONE; /* abandoned by a reset: settle_in reaps what was cancelled */
     if (r < 0) {
       settle_in(c);
       return r;
@@ -719,9 +793,15 @@ static long serve_write(const struct ctlblock *c, const struct plan *p, int in_f
     if (r == ABANDONED) return DONE; /* by Reset Recovery: no CSW */
     if (r != DONE) return r;
     set_csw(p->tag, 0, 0);
+    /* The CSW is queued as a READ's is, so a reset can take it back (cancelIn) should the
+       host not take it; settle_in reaps it with the next CBW. */
     size_t sent;
-    long w = write_all(in_fd, csw, 13, NULL, 0, &sent);
-    if (w < 0) return w;
+    long w = send_aio(c, in_fd, NULL, 0, 0, reset_at, &sent);
+    if (w == 4) return DONE;
+    if (w < 0) {
+      settle_in(c);
+      return w;
+    }
     count(c, FAST_WRITES, p->bytes);
     return DONE;
   }
@@ -839,9 +919,32 @@ static napi_value js_serve(napi_env env, napi_callback_info info) {
 static napi_value js_release(napi_env env, napi_callback_info info) {
   (void)info;
   unmap_window();
+  pthread_mutex_lock(&in_lock);
+  for (int i = 0; i < IN_SLOTS; i++)
+    if (in_shared[i].cb == piece_cb) in_shared[i].ctl = NULL, in_shared[i].cb = NULL, in_shared[i].count = 0;
+  pthread_mutex_unlock(&in_lock);
   if (t.aio != 0) syscall(SYS_io_destroy, t.aio);
   t.aio = 0;
   return int_value(env, 0);
+}
+
+static napi_value js_cancel_in(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  size_t argc = 1, words;
+  int32_t *ctl;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != 0 || argc < 1 ||
+      !array_arg(env, argv[0], napi_int32_array, (void **)&ctl, &words))
+    return int_value(env, -EINVAL);
+  int n = 0;
+  pthread_mutex_lock(&in_lock);
+  for (int i = 0; i < IN_SLOTS; i++) {
+    if (in_shared[i].ctl != ctl) continue;
+    struct io_event gone;
+    for (int k = 0; k < in_shared[i].count; k++)
+      if (syscall(SYS_io_cancel, in_shared[i].aio, &in_shared[i].cb[k], &gone) == 0 || errno == EINPROGRESS) n++;
+  }
+  pthread_mutex_unlock(&in_lock);
+  return int_value(env, n);
 }
 
 static void put(napi_env env, napi_value exports, const char *name, napi_callback cb) {
@@ -852,5 +955,6 @@ static void put(napi_env env, napi_value exports, const char *name, napi_callbac
 __attribute__((visibility("default"))) napi_value napi_register_module_v1(napi_env env, napi_value exports) {
   put(env, exports, "serve", js_serve);
   put(env, exports, "release", js_release);
+  put(env, exports, "cancelIn", js_cancel_in);
   return exports;
 }

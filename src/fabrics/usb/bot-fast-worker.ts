@@ -65,6 +65,8 @@ export function nativeLayout(): Int32Array {
 export interface FastAddon {
   serve(ctl: Int32Array, layout: Int32Array, inFd: number, outFd: number, lunCount: number, cbw: Uint8Array, data: Uint8Array, out: Int32Array): number;
   release(): number;
+  /** Main thread, on a Bulk-Only reset: cancel what the loop serving `ctl` queued on bulk-IN. */
+  cancelIn?(ctl: Int32Array): number;
 }
 
 /** One command the fast path serves, from planFast. */

@@ -24,7 +24,7 @@ import { Asc, SenseKey, encodeFixedSense } from '../../scsi/sense';
 import type { BotFunction, BotOutcome } from './bot';
 import type { FfsEndpoints } from './functionfs';
 import { CTL_WORDS, Ctl, Lease, LEASE_STRIDE, LeaseFlag, fastWorkerSource, nativeLayout } from './bot-fast-worker';
-import type { FastWorkerData, FastWorkerMessage } from './bot-fast-worker';
+import type { FastAddon, FastWorkerData, FastWorkerMessage } from './bot-fast-worker';
 
 /** Atomics.waitAsync (Node 16+; not in this TypeScript lib). */
 const waitAsync = (Atomics as unknown as {
@@ -71,6 +71,8 @@ export class BotFastPath {
   private stopped = false;
   /** Whether the worker runs the addon's serve loop (once it said so). */
   native = false;
+  /** The addon as loaded on this thread, for cancelIn on a reset. */
+  private addon: FastAddon | undefined;
 
   constructor(opts: FastPathOptions) {
     this.opts = opts;
@@ -103,6 +105,8 @@ export class BotFastPath {
       nativeLayout: nativeLayout(),
       ...(this.opts.native !== undefined ? { native: this.opts.native } : {}),
     };
+    // Loaded here too, before the worker starts: a reset may come before its 'native' message.
+    if (this.opts.native !== undefined) this.addon = this.loadAddon();
     const w = new Worker(fastWorkerSource(), { eval: true, workerData: data, stdout: false, stderr: false });
     this.worker = w;
     w.on('message', (m: FastWorkerMessage) => this.onMessage(m));
@@ -129,9 +133,17 @@ export class BotFastPath {
     Atomics.store(this.ctl, Ctl.GO, 0);
   }
 
-  /** Bulk-Only Mass Storage Reset: a transfer of the worker's that spans it is abandoned. */
+  /**
+   * Bulk-Only Mass Storage Reset: a transfer of the worker's that spans it is abandoned. Called
+   * before the reset's control request completes: the C loop's bulk-IN requests (a READ's data
+   * and CSW, a WRITE's CSW) are cancelled here and now, since the host, once the reset is done,
+   * may take whatever is still queued as its next command's data before the worker sees that
+   * command's CBW. (The JavaScript loop's blocking writes cannot be taken back: a known
+   * defect, see the README.)
+   */
   reset(): void {
     Atomics.add(this.ctl, Ctl.RESET, 1);
+    this.addon?.cancelIn?.(this.ctl); // nothing to cancel unless the C loop runs
   }
 
   /** Stop the worker for good (the gadget is going away). */
@@ -227,6 +239,22 @@ export class BotFastPath {
       return;
     }
     this.opts.onOutcome({ kind: 'io-error', code: m.code, message: m.message });
+  }
+
+  /** The addon on this thread (the worker loaded it already: the same library, its state shared). */
+  private loadAddon(): FastAddon | undefined {
+    const path = this.opts.native;
+    if (path === undefined) return undefined;
+    try {
+      const m = { exports: {} as FastAddon };
+      process.dlopen(m, path);
+      if (typeof m.exports.cancelIn !== 'function') throw new Error('no cancelIn() (an addon older than this bundle)');
+      return m.exports;
+    } catch (e) {
+      // The worker reports the same file failing to load, if it does.
+      this.opts.log('warn', `usb: ${path}: ${(e as Error).message}: a Bulk-Only reset cannot take back what the C loop queued`);
+      return undefined;
+    }
   }
 
   /** A CBW the worker handed over: the core answers it, then the worker goes on. */
