@@ -110,6 +110,7 @@ async function resetRecovery(what) {
   } catch (e) {
     if (!portReset || !/STALL|PIPE/.test(e.message)) throw e;
     check(`${what}: the device refused the Bulk-Only reset; the host resets the port`, true);
+    portResets++;
     await portResetAndReopen();
     return;
   }
@@ -117,19 +118,65 @@ async function resetRecovery(what) {
   await clearHalt(epOut);
 }
 
-/** A whole READ: its data and its CSW (asked for as a full packet, so stray data shows). The
-    data-in request goes to the host controller with the CBW, not after it: bulk-IN is polled
-    from the moment the CBW is sent, so whatever the device left queued there is taken at
-    once, before the device has even read the CBW (a host may do so; this makes the race a
-    device must not lose certain to be run). */
-async function read(lba, blocks) {
-  const c = cbw(blocks * 512, true, rw10(READ10, lba, blocks));
-  const dataIn = inXfer(blocks * 512);
-  dataIn.catch(() => undefined); // awaited below unless the CBW fails
+/** The CSW, clearing a halt of bulk-IN first if the device stalled it (BOT §6.7.2, 6.7.3). */
+async function readCsw() {
+  try {
+    return await inXfer(512);
+  } catch (e) {
+    if (!/STALL/.test(e.message)) throw e;
+    await clearHalt(epIn);
+    return inXfer(512);
+  }
+}
+
+/** REQUEST SENSE: the sense data (fixed format). */
+async function requestSense() {
+  const c = cbw(18, true, Buffer.from([0x03, 0, 0, 0, 18, 0]));
+  const dataIn = inXfer(18);
+  dataIn.catch(() => undefined);
   await outXfer(c);
   const data = await dataIn;
-  const csw = await inXfer(512);
-  return { data, csw, tag: c.readUInt32LE(4) };
+  await readCsw();
+  return data;
+}
+
+/** Unit attentions a READ met (after a port reset the device reports one, as it must). */
+let unitAttentions = 0;
+let portResets = 0;
+
+/**
+ * A whole READ: its data and its CSW (asked for as a full packet, so stray data shows). The
+ * data-in request goes to the host controller with the CBW, not after it: bulk-IN is polled
+ * from the moment the CBW is sent, so whatever the device left queued there is taken at
+ * once, before the device has even read the CBW (a host may do so; this makes the race a
+ * device must not lose certain to be run). A READ that fails with a unit attention (no data,
+ * bulk-IN stalled, CSW FAILED, then REQUEST SENSE) is sent again, as a host does.
+ */
+async function read(lba, blocks) {
+  for (let attempt = 0; ; attempt++) {
+    const c = cbw(blocks * 512, true, rw10(READ10, lba, blocks));
+    const dataIn = inXfer(blocks * 512);
+    dataIn.catch(() => undefined); // awaited below unless the CBW fails
+    await outXfer(c);
+    let data;
+    try {
+      data = await dataIn;
+    } catch (e) {
+      if (!/STALL/.test(e.message)) throw e;
+      await clearHalt(epIn);
+      data = Buffer.alloc(0);
+    }
+    const csw = await readCsw();
+    const tag = c.readUInt32LE(4);
+    if (attempt < 2 && data.length === 0 && csw.length === 13 && csw.readUInt32LE(4) === tag && csw[12] === 1) {
+      const sense = await requestSense();
+      if ((sense[2] & 0x0f) === 6) {
+        unitAttentions++;
+        continue;
+      }
+    }
+    return { data, csw, tag };
+  }
 }
 
 /** The next command after a reset gets exactly its own data and a good CSW. */
@@ -192,6 +239,7 @@ async function main() {
   check('a whole WRITE after the resets: good CSW', csw.length === 13 && csw.readUInt32LE(4) === c.readUInt32LE(4) && csw[12] === 0, csw.toString('hex'));
   const back = await read(10000, 240);
   check('and it reads back', back.data.equals(data) && back.csw[12] === 0);
+  check(`a unit attention only after a port reset (${unitAttentions} after ${portResets} port resets)`, unitAttentions <= portResets);
 }
 
 main()

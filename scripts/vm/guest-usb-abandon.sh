@@ -11,11 +11,15 @@
 #      their own CSW, with the data-in request queued together with the CBW (so anything left
 #      on bulk-IN would be taken at once); a whole WRITE afterwards lands and reads back
 #   3. usb-storage takes the device back; /dev/sdX reads the medium
-# LOOPS: c (the default, and what the test command runs): the C loop, whose queued bulk-IN
-# requests the main thread cancels before the reset completes. js, core: the JavaScript loop
-# and the core's own path (LUNBOX_USB_FASTPATH=0). KNOWN DEFECT, not yet fixed: these two fail.
-# Their bulk-IN writes are blocking f_fs writes, which nothing in userspace can take back short
-# of the endpoint going away, and an abandoned READ's data comes out as a later command's.
+# LOOPS picks the paths (default: c js core, all three, as the test command runs them):
+#   c     the C loop: the main thread cancels its queued bulk-IN requests before the reset
+#         completes, and the next command is answered at once
+#   js    the JavaScript loop, and core, the core's own path (LUNBOX_USB_FASTPATH=0): their
+#         bulk-IN writes are blocking f_fs writes, which userspace cannot take back. While one
+#         is outstanding the Bulk-Only reset is refused (ep0 stalled), and the host resets the
+#         port, as Linux's usb-storage does when the class reset fails (bot-abandon.js
+#         --port-reset); the port reset ends the write, and the first command after it meets
+#         the power-on unit attention (REQUEST SENSE, then sent again)
 # Prints "PASS: ..." / "FAIL: ..." per check and "guest-usb-abandon: N passed, M failed" at the end.
 # Usage: scripts/vm/run-in-vm.sh scripts/vm/guest-usb-abandon.sh
 set -u
@@ -38,15 +42,15 @@ mount -t tmpfs -o size=96M tmpfs /mnt/abandon
 IMG=/mnt/abandon/disk.img
 dd if=/dev/urandom of=$IMG bs=1M count=64 status=none
 
-for loop in ${LOOPS:-c}; do
+for loop in ${LOOPS:-c js core}; do
 	unset LUNBOX_USB_NATIVE LUNBOX_USB_FASTPATH
 	if [ $loop = core ]; then
-		export LUNBOX_USB_FASTPATH=0; L="core path"; OPT=
+		export LUNBOX_USB_FASTPATH=0; L="core path"; OPT=--port-reset
 	elif [ $loop = c ]; then
 		[ -f "$REPO/dist/lunbox-fast.node" ] || { fail "C loop: dist/lunbox-fast.node is missing (npm run build with a C compiler)"; continue; }
 		L="C loop"; OPT=
 	else
-		export LUNBOX_USB_NATIVE=0; L="JavaScript loop"; OPT=
+		export LUNBOX_USB_NATIVE=0; L="JavaScript loop"; OPT=--port-reset
 	fi
 	say "$L"
 	lunbox_start --backstore file:$IMG && wait_sd LUNBOX || { fail "$L: lunbox did not start"; cat "$LUNBOX_LOG"; continue; }

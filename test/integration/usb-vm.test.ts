@@ -213,11 +213,12 @@ test('a backstore with bad blocks: MEDIUM ERROR at once, the first bad block nam
   assert.ok(out.includes('PASS: C loop: it failed after 96 KiB had gone out, answered in the worker'), out.slice(-3000));
 });
 
-// Commands the host abandons midway (a Bulk-Only reset after part of the data): the C loop's
-// bulk-IN requests are cancelled before the reset completes, so the next command gets its own
-// data and CSW even when the host polls bulk-IN as soon as it sends the CBW. (The JavaScript
-// loop and the core's own path cannot yet: LOOPS="js core" in guest-usb-abandon.sh.)
-test('commands abandoned by a Bulk-Only reset midway: the next command gets its own data, C loop (QEMU VM, dummy_hcd, libusb)', async () => {
+// Commands the host abandons midway (a Bulk-Only reset after part of the data): the next
+// command gets its own data and CSW, even when the host polls bulk-IN as soon as it sends the
+// CBW. The C loop's bulk-IN requests are cancelled before the reset completes; the JavaScript
+// loop and the core's own path cannot take back their blocking writes, so they refuse the
+// reset and the host resets the port (as Linux's usb-storage does).
+test('commands abandoned by a Bulk-Only reset midway: the next command gets its own data, all three paths (QEMU VM, dummy_hcd, libusb)', async () => {
   const missing = await missingPackages();
   if (missing.length > 0) {
     assert.unreachable(`the abandon VM test cannot run: missing Debian packages ${missing.join(', ')} (apt-get install ${missing.join(' ')})`);
@@ -226,17 +227,23 @@ test('commands abandoned by a Bulk-Only reset midway: the next command gets its 
   assert.ok(existsSync(join(ROOT, 'dist', 'lunbox-fast.node')), 'the C loop needs dist/lunbox-fast.node (npm run build with a C compiler)');
   const out = await runGuest('guest-usb-abandon.sh', 'guest-usb-abandon');
   assert.ok(out.includes('PASS: C loop: the worker runs the C loop'), out.slice(-3000));
-  for (const take of [0, 512, 16384, 65536, 122880]) {
-    for (const next of ['the next READ (LBA 2000, 8 blocks) gets its own data', 'the next READ (LBA 4000, 240 blocks) gets its own data']) {
-      assert.ok(out.includes(`PASS: C loop: READ of 240 blocks abandoned after ${take} bytes: ${next}`), `${take}: ${next}\n${out.slice(-3000)}`);
+  assert.ok(out.includes('PASS: JavaScript loop: the worker runs the JavaScript loop'), out.slice(-3000));
+  for (const path of ['C loop', 'JavaScript loop', 'core path']) {
+    for (const take of [0, 512, 16384, 65536, 122880]) {
+      for (const next of ['the next READ (LBA 2000, 8 blocks) gets its own data', 'the next READ (LBA 4000, 240 blocks) gets its own data']) {
+        assert.ok(out.includes(`PASS: ${path}: READ of 240 blocks abandoned after ${take} bytes: ${next}`), `${path}, ${take}: ${next}\n${out.slice(-3000)}`);
+      }
+    }
+    for (const give of [0, 16384, 98304]) {
+      assert.ok(out.includes(`PASS: ${path}: WRITE of 240 blocks abandoned after ${give} bytes: the next READ (LBA 2000, 8 blocks) gets its own data`), `${path}, WRITE ${give}\n${out.slice(-3000)}`);
+    }
+    for (const check of ['a whole WRITE after the resets: good CSW', 'and it reads back', 'bot-abandon.js ran to the end (exit 0)', 'usb-storage has the device back', 'SIGTERM: exit status 0']) {
+      assert.ok(out.includes(`PASS: ${path}: ${check}`), `${path}: ${check}\n${out.slice(-3000)}`);
     }
   }
-  for (const give of [0, 16384, 98304]) {
-    assert.ok(out.includes(`PASS: C loop: WRITE of 240 blocks abandoned after ${give} bytes: the next READ (LBA 2000, 8 blocks) gets its own data`), out.slice(-3000));
-  }
-  for (const check of ['a whole WRITE after the resets: good CSW', 'and it reads back', 'bot-abandon.js ran to the end (exit 0)', 'usb-storage has the device back', 'SIGTERM: exit status 0']) {
-    assert.ok(out.includes(`PASS: C loop: ${check}`), `${check}\n${out.slice(-3000)}`);
-  }
+  // The C loop takes its data back: it never needs the port reset the other two ask for.
+  assert.not.ok(out.includes('PASS: C loop: READ of 240 blocks abandoned after 0 bytes: the device refused'), out.slice(-3000));
+  assert.ok(out.includes('PASS: core path: READ of 240 blocks abandoned after 0 bytes: the device refused the Bulk-Only reset; the host resets the port'), out.slice(-3000));
 });
 
 test('the kernel engine (--usb-engine kernel): the same LUNs served by the kernel mass_storage function (QEMU VM)', async () => {

@@ -44,6 +44,14 @@ export const Ctl = {
   /** MiB moved by the fast path, and the bytes of the MiB not yet full. */
   MIB: 8,
   BYTES: 9,
+  /**
+   * The JavaScript loop: 1 while it writes bulk-IN. Its writes block until the host takes the
+   * data and cannot be taken back: should a Bulk-Only reset find one outstanding, the reset is
+   * refused, so that the host resets the port (which ends the write), rather than the data
+   * going out as the next command's (BotFastPath.reset). The C loop cancels its queued
+   * requests instead (the addon's cancelIn) and does not use this word.
+   */
+  IN_BUSY: 10,
   LEASES: 16,
 } as const;
 
@@ -179,7 +187,7 @@ export function fastWorkerMain(plan: typeof planFast): void {
   const data0 = wt.workerData as FastWorkerData;
   const port = wt.parentPort as import('node:worker_threads').MessagePort;
   const ctl = new Int32Array(data0.ctl);
-  const { GO, BUSY, RESET, STOP, MPS, FAST_READS, FAST_WRITES, FORWARDED, MIB, BYTES, LEASES, LEASE_STRIDE } = data0.layout;
+  const { GO, BUSY, RESET, STOP, MPS, FAST_READS, FAST_WRITES, FORWARDED, MIB, BYTES, IN_BUSY, LEASES, LEASE_STRIDE } = data0.layout;
   const { inFd, outFd, lunCount, maxBytes } = data0;
   let maxTransfer = data0.maxTransfer;
   const MIN_TRANSFER = 16 * 1024;
@@ -237,8 +245,23 @@ export function fastWorkerMain(plan: typeof planFast): void {
       Atomics.add(ctl, MIB, Math.floor(b / 1048576));
     }
   };
-  /** One bulk-IN transfer of bytes [off, off+len) of `from`, plus the CSW when given; ENOMEM splits. */
-  const writeIn = (from: Buffer, off: number, len: number, withCsw: boolean): void => {
+  /**
+   * One bulk-IN transfer of bytes [off, off+len) of `from`, plus the CSW when given; ENOMEM
+   * splits. IN_BUSY meanwhile, set before RESET is looked at (a reset bumps RESET, then looks
+   * at IN_BUSY: one of the two sees the other). False when a reset came first: nothing is sent.
+   */
+  const writeIn = (from: Buffer, off: number, len: number, withCsw: boolean, resetAt: number): boolean => {
+    Atomics.store(ctl, IN_BUSY, 1);
+    try {
+      if (Atomics.load(ctl, RESET) !== resetAt) return false;
+      writeInNow(from, off, len, withCsw);
+      return true;
+    } finally {
+      Atomics.store(ctl, IN_BUSY, 0);
+      Atomics.notify(ctl, IN_BUSY);
+    }
+  };
+  const writeInNow = (from: Buffer, off: number, len: number, withCsw: boolean): void => {
     let done = 0;
     while (done < len || (withCsw && done === len)) {
       const piece = Math.min(len - done, maxTransfer);
@@ -259,7 +282,7 @@ export function fastWorkerMain(plan: typeof planFast): void {
     }
   };
 
-  const serveRead = (p: FastPlan, n: number): void => {
+  const serveRead = (p: FastPlan, n: number, resetAt: number): void => {
     if (!claim(p.lun, 1)) {
       forward(n);
       return;
@@ -283,11 +306,10 @@ export function fastWorkerMain(plan: typeof planFast): void {
     const mps = ctl[MPS] as number;
     // The CSW rides on the data's last transfer when the data ends on a packet boundary (BOT
     // case 6, as bot.ts does); else it would share the data's short packet.
-    if (p.bytes % mps === 0) writeIn(buf, 0, p.bytes, true);
-    else {
-      writeIn(buf, 0, p.bytes, false);
-      writeIn(csw, 0, 0, true);
-    }
+    // A reset before the data went out abandons the command: nothing is sent.
+    if (p.bytes % mps === 0) {
+      if (!writeIn(buf, 0, p.bytes, true, resetAt)) return;
+    } else if (!writeIn(buf, 0, p.bytes, false, resetAt) || !writeIn(csw, 0, 0, true, resetAt)) return;
     count(FAST_READS, p.bytes);
   };
 
@@ -330,7 +352,7 @@ export function fastWorkerMain(plan: typeof planFast): void {
     }
     unbusy();
     csw.writeUInt32LE(p.tag, 4);
-    writeIn(csw, 0, 0, true);
+    if (!writeIn(csw, 0, 0, true, resetAt)) return;
     count(FAST_WRITES, p.bytes);
   };
 
@@ -410,7 +432,7 @@ export function fastWorkerMain(plan: typeof planFast): void {
     const resetAt = Atomics.load(ctl, RESET);
     try {
       if (p.write) serveWrite(p, n, resetAt);
-      else serveRead(p, n);
+      else serveRead(p, n, resetAt);
     } catch (e) {
       unbusy();
       ioError(e, go);

@@ -37,6 +37,11 @@ const leaseAt = (lun: number): number => Ctl.LEASES + lun * LEASE_STRIDE;
 /** Largest command the worker serves itself (bigger ones stream through the core). */
 export const FAST_MAX_BYTES = 4 * 1024 * 1024;
 const MAX_TRANSFER = 1024 * 1024;
+/**
+ * How long a Bulk-Only reset waits for the JavaScript loop's blocking bulk-IN write to end (the
+ * host may have taken it just before resetting) before it refuses the reset.
+ */
+const RESET_WAIT_MS = 200;
 
 export interface FastPathOptions {
   readonly bot: BotFunction;
@@ -138,12 +143,24 @@ export class BotFastPath {
    * before the reset's control request completes: the C loop's bulk-IN requests (a READ's data
    * and CSW, a WRITE's CSW) are cancelled here and now, since the host, once the reset is done,
    * may take whatever is still queued as its next command's data before the worker sees that
-   * command's CBW. (The JavaScript loop's blocking writes cannot be taken back: a known
-   * defect, see the README.)
+   * command's CBW. The JavaScript loop's blocking write cannot be taken back: should one be
+   * outstanding (IN_BUSY) still after RESET_WAIT_MS, false: the reset is to be refused, so
+   * that the host resets the port, which ends the write (Linux's usb-storage goes on to a port
+   * reset when the class reset fails).
    */
-  reset(): void {
+  async reset(): Promise<boolean> {
     Atomics.add(this.ctl, Ctl.RESET, 1);
     this.addon?.cancelIn?.(this.ctl); // nothing to cancel unless the C loop runs
+    const until = Date.now() + RESET_WAIT_MS;
+    while (Atomics.load(this.ctl, Ctl.IN_BUSY) !== 0 && this.worker !== undefined && !this.stopped) {
+      if (Date.now() >= until) {
+        this.opts.log('warn', "usb: Bulk-Only reset: the worker's bulk-IN write cannot be taken back; refusing the reset so that the host resets the port");
+        return false;
+      }
+      const w = waitAsync(this.ctl, Ctl.IN_BUSY, 1, 5);
+      if (w.async) await w.value;
+    }
+    return true;
   }
 
   /** Stop the worker for good (the gadget is going away). */

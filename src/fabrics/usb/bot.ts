@@ -252,6 +252,11 @@ export interface BotEndpoints {
   waitClearHalt?(): Promise<void>;
   /** Abandon every transfer in flight: pending readOut/writeIn reject. Used by Bulk-Only Mass Storage Reset. */
   cancel?(): void;
+  /**
+   * Bulk-IN writes the kernel still holds (abandoned by cancel() or not): a blocking write ends
+   * only when the host takes its data or the endpoint goes away.
+   */
+  inWritesPending?(): number;
 }
 
 export interface BotOptions {
@@ -292,9 +297,16 @@ export interface BotOptions {
    * serve to serveCbw(): enable() does not start the read loop. Default false.
    */
   readonly externalCbws?: boolean;
-  /** Called when a Bulk-Only Mass Storage Reset is performed. */
-  readonly onReset?: () => void;
+  /**
+   * Called when a Bulk-Only Mass Storage Reset is performed, before its status stage; false
+   * (or a promise of false): the reset could not be completed, and the request is stalled so
+   * that the host goes on to reset the port.
+   */
+  readonly onReset?: () => Promise<boolean> | boolean | void;
 }
+
+/** How long a Bulk-Only reset waits for outstanding bulk-IN writes to end before refusing. */
+const IN_SETTLE_MS = 200;
 
 export type BotOutcome =
   | {
@@ -439,7 +451,7 @@ export class BotFunction {
   private readonly port: ScsiPort;
   private readonly nexus: Nexus;
   private readonly onOutcome: ((o: BotOutcome) => void) | undefined;
-  private readonly onReset: (() => void) | undefined;
+  private readonly onReset: (() => Promise<boolean> | boolean | void) | undefined;
   private externalCbws: boolean;
   /** Last sense per LUN, kept until REQUEST SENSE or the next command for that LUN. */
   private readonly heldSense = new Map<number, Buffer>();
@@ -545,8 +557,14 @@ export class BotFunction {
     if (this.ep.cancel) await this.running;
   }
 
-  /** Bulk-Only Mass Storage Reset (BOT §3.1): abandon the command, ready for the next CBW. */
-  async reset(): Promise<void> {
+  /**
+   * Bulk-Only Mass Storage Reset (BOT §3.1): abandon the command, ready for the next CBW. False
+   * when it cannot be completed: a bulk-IN write of this machine's (or onReset's) is still
+   * outstanding, and FunctionFS cannot take back a blocking write, so the host would take its
+   * data as the next command's. The request is then stalled, and the host resets the port,
+   * which ends the write.
+   */
+  async reset(): Promise<boolean> {
     this.generation++;
     this.pendingIn = undefined;
     this.heldSense.clear();
@@ -561,7 +579,18 @@ export class BotFunction {
     }
     if (this.state_ === 'needs-reset') this.state_ = 'ready';
     this.wakeResetWaiters();
-    this.onReset?.();
+    const fastOk = (await this.onReset?.()) !== false;
+    return (await this.inSettled()) && fastOk;
+  }
+
+  /** Whether the endpoints' bulk-IN writes have ended, waiting up to IN_SETTLE_MS for them. */
+  private async inSettled(): Promise<boolean> {
+    const pending = (): number => this.ep.inWritesPending?.() ?? 0;
+    for (let waited = 0; pending() > 0; waited += 5) {
+      if (waited >= IN_SETTLE_MS) return false;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return true;
   }
 
   private wakeResetWaiters(): void {
@@ -574,8 +603,8 @@ export class BotFunction {
   async setup(setup: SetupPacket): Promise<SetupAnswer> {
     const answer = answerSetup(setup, { lunCount: this.lunCount });
     if (answer.kind === 'reset') {
-      await this.reset();
-      return { kind: 'ack' };
+      if (await this.reset()) return { kind: 'ack' };
+      return { kind: 'stall', io: 'write', reason: 'Bulk-Only reset: a bulk-IN write cannot be taken back (the host resets the port)' };
     }
     return answer;
   }

@@ -193,6 +193,8 @@ export interface EndpointStats {
   adopted: number;
   /** Transfers split into smaller pieces after the kernel answered ENOMEM. */
   splits: number;
+  /** Bytes of abandoned data-out an adopted read brought in front of the next CBW (dropped). */
+  discardedOut: number;
 }
 
 /**
@@ -205,10 +207,12 @@ export const MIN_TRANSFER = 16 * 1024;
 
 /** BotEndpoints over the FunctionFS bulk IN (ep1) and OUT (ep2) files. */
 export class FfsEndpoints implements BotEndpoints {
-  readonly stats: EndpointStats = { reads: 0, writes: 0, bytesOut: 0, bytesIn: 0, halts: 0, adopted: 0, splits: 0 };
+  readonly stats: EndpointStats = { reads: 0, writes: 0, bytesOut: 0, bytesIn: 0, halts: 0, adopted: 0, splits: 0, discardedOut: 0 };
   /** Largest transfer the kernel has accepted since the last ENOMEM (Infinity: none seen). */
   maxTransfer = Infinity;
   private cancelled = cancelSignal();
+  /** Bulk-IN writes issued and not yet ended in the kernel. */
+  private inPending = 0;
   /** A kernel read whose JS caller was cancelled: its data belongs to the next readOut. */
   private orphan: Promise<Buffer> | undefined;
   /** Bytes an adopted read brought beyond what the reader asked for. */
@@ -268,10 +272,21 @@ export class FfsEndpoints implements BotEndpoints {
     if (adopted) {
       this.stats.adopted++;
       // An adopted read that ended with the old session (ESHUTDOWN) is replaced by a fresh one.
-      kernel = adopted.catch((e: unknown) => {
-        if (errnoOf(e) === 'ESHUTDOWN' || errnoOf(e) === 'ECANCELED') return this.kernelRead(max);
-        throw e;
-      });
+      // One that a reset cut short holds whole packets of the abandoned data-out, then what the
+      // host sent after the reset (the next CBW: a short packet). Only that tail is the reader's
+      // (the CBW is read at the packet size); whole packets only: all of it was abandoned.
+      kernel = adopted.then(
+        (b) => {
+          if (b.length <= max) return b;
+          const tail = b.length % max;
+          this.stats.discardedOut += b.length - tail;
+          return tail > 0 ? b.subarray(b.length - tail) : this.kernelRead(max);
+        },
+        (e: unknown) => {
+          if (errnoOf(e) === 'ESHUTDOWN' || errnoOf(e) === 'ECANCELED') return this.kernelRead(max);
+          throw e;
+        },
+      );
     } else {
       kernel = this.kernelRead(max);
     }
@@ -294,6 +309,7 @@ export class FfsEndpoints implements BotEndpoints {
   async writeInv(parts: readonly Buffer[]): Promise<void> {
     const cancelled = this.cancelled.promise;
     const total = parts.reduce((n, b) => n + b.length, 0);
+    this.inPending++;
     const kernel = (async () => {
       if (total > this.maxTransfer) return this.writePieces(parts, total);
       let n: number;
@@ -310,7 +326,13 @@ export class FfsEndpoints implements BotEndpoints {
       this.stats.bytesIn += total;
     })();
     kernel.catch(() => undefined); // an abandoned write may fail later (ESHUTDOWN): nobody waits
+    void kernel.finally(() => this.inPending--).catch(() => undefined);
     await Promise.race([kernel, cancelled]);
+  }
+
+  /** Bulk-IN writes the kernel still holds, abandoned ones included. */
+  inWritesPending(): number {
+    return this.inPending;
   }
 
   /** The bytes of `parts` in order, as transfers of at most maxTransfer (shrinking on ENOMEM). */

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BotFunction, CswStatus, usbNexus } from '../../../src/fabrics/usb/bot';
+import { BotFunction, CswStatus, encodeCbw, usbNexus } from '../../../src/fabrics/usb/bot';
 import { serveEp0 } from '../../../src/fabrics/usb/ep0-events';
 import { encodeBotDescriptors, encodeBotStrings } from '../../../src/fabrics/usb/functionfs-descriptors';
 import {
@@ -186,6 +186,30 @@ test('cancel abandons a pending read; its data goes to the next readOut (the CBW
   await host;
 });
 
+test('an adopted read that a reset cut short: the abandoned data-out in front of the next CBW is dropped', async () => {
+  const io = new FakeFfsIo();
+  const { eps } = await opened(io);
+  // A data-out read of 64 KiB; the host sends 16 KiB of it, then gives up (reset).
+  const dataOut = eps.readOut(64 * 1024);
+  const sent = io.bus.out.hostWrite(Buffer.alloc(16 * 1024, 0xa5), 1000);
+  await new Promise((r) => setTimeout(r, 10));
+  eps.cancel();
+  await dataOut.catch(() => undefined);
+  await sent;
+  // The host's next CBW completes the kernel read (a short packet after whole packets).
+  const cbw = Buffer.alloc(31, 0x55);
+  const host = io.bus.out.hostWrite(cbw, 1000);
+  const next = await eps.readOut(512);
+  assert.ok(next.equals(cbw), `got ${next.length} bytes`);
+  assert.is(eps.stats.discardedOut, 16 * 1024);
+  await host;
+  // Nothing of the abandoned data-out is left for later reads either.
+  const later = eps.readOut(512);
+  const host2 = io.bus.out.hostWrite(Buffer.alloc(31, 0x66), 1000);
+  assert.ok((await later).equals(Buffer.alloc(31, 0x66)));
+  await host2;
+});
+
 test('an adopted read that ended with the old session (ESHUTDOWN) is replaced by a fresh read', async () => {
   const io = new FakeFfsIo();
   const { eps } = await opened(io);
@@ -303,6 +327,34 @@ test('BOT over FunctionFS files without pipelining and at full speed (64-byte pa
     assert.is(inq.csw?.dCSWDataResidue, 60);
     assert.is(inq.data.length, 36);
     assert.ok(r.io.bus.trace.includes('HALT IN'), 'Bulk-In halted after the short data (f_mass_storage stall=1)');
+  } finally {
+    await done(r);
+  }
+});
+
+test('Bulk-Only reset while a READ\'s data waits on bulk-IN: refused (the write cannot be taken back); after the port reset the next command gets its own data', async () => {
+  const r = await rig();
+  try {
+    const host = r.io.bus.host;
+    // A READ whose data the host never takes: the device's blocking write waits on bulk-IN.
+    const sent = await r.io.bus.out.hostWrite(encodeCbw({ tag: 77, dataTransferLength: 8 * BLOCK, dataIn: true, lun: 0, cdb: read10(0, 8) }), 1000);
+    assert.is(sent.sent, 31);
+    await new Promise((res) => setTimeout(res, 20));
+    const reset = await host.resetRecovery();
+    assert.ok(reset.stalled, 'the class reset is refused (ep0 stalled)');
+    // The host resets the port: DISABLE ends the blocked write (ESHUTDOWN), then ENABLE.
+    r.io.bus.ep0.event('disable');
+    r.io.disable();
+    await new Promise((res) => setTimeout(res, 20));
+    r.io.enable();
+    r.io.bus.ep0.event('enable');
+    await new Promise((res) => setTimeout(res, 20));
+    const inq = await host.transport({ cdb: inquiry(36), dir: 'in', length: 36 });
+    assert.is(inq.csw?.bCSWStatus, CswStatus.PASSED);
+    assert.is(inq.data.subarray(8, 14).toString(), 'LUNBOX', 'INQUIRY data, not the abandoned READ\'s');
+    // With nothing outstanding on bulk-IN, a reset is accepted.
+    const again = await host.resetRecovery();
+    assert.not.ok(again.stalled);
   } finally {
     await done(r);
   }
