@@ -11,9 +11,11 @@
 #      their own CSW, with the data-in request queued together with the CBW (so anything left
 #      on bulk-IN would be taken at once); a whole WRITE afterwards lands and reads back
 #   3. usb-storage takes the device back; /dev/sdX reads the medium
-# LOOPS picks the paths (default: c js core, all three, as the test command runs them):
+# LOOPS picks the paths (default: c c-blocking js core, all of them, as the test command runs):
 #   c     the C loop: the main thread cancels its queued bulk-IN requests before the reset
 #         completes, and the next command is answered at once
+#   c-blocking  the C loop without AIO (LUNBOX_USB_NO_AIO=1, as on a kernel without it):
+#         blocking bulk-IN writes, refused resets as for js and core below
 #   js    the JavaScript loop, and core, the core's own path (LUNBOX_USB_FASTPATH=0): their
 #         bulk-IN writes are blocking f_fs writes, which userspace cannot take back. While one
 #         is outstanding the Bulk-Only reset is refused (ep0 stalled), and the host resets the
@@ -42,10 +44,13 @@ mount -t tmpfs -o size=96M tmpfs /mnt/abandon
 IMG=/mnt/abandon/disk.img
 dd if=/dev/urandom of=$IMG bs=1M count=64 status=none
 
-for loop in ${LOOPS:-c js core}; do
-	unset LUNBOX_USB_NATIVE LUNBOX_USB_FASTPATH
+for loop in ${LOOPS:-c c-blocking js core}; do
+	unset LUNBOX_USB_NATIVE LUNBOX_USB_FASTPATH LUNBOX_USB_NO_AIO
 	if [ $loop = core ]; then
 		export LUNBOX_USB_FASTPATH=0; L="core path"; OPT=--port-reset
+	elif [ $loop = c-blocking ]; then
+		[ -f "$REPO/dist/lunbox-fast.node" ] || { fail "C loop: dist/lunbox-fast.node is missing (npm run build with a C compiler)"; continue; }
+		export LUNBOX_USB_NO_AIO=1; L="C loop without AIO"; OPT=--port-reset
 	elif [ $loop = c ]; then
 		[ -f "$REPO/dist/lunbox-fast.node" ] || { fail "C loop: dist/lunbox-fast.node is missing (npm run build with a C compiler)"; continue; }
 		L="C loop"; OPT=
@@ -55,7 +60,7 @@ for loop in ${LOOPS:-c js core}; do
 	say "$L"
 	lunbox_start --backstore file:$IMG && wait_sd LUNBOX || { fail "$L: lunbox did not start"; cat "$LUNBOX_LOG"; continue; }
 	case $loop in
-	c) check "$L: the worker runs the C loop" grep -q 'serve loop in C' "$LUNBOX_LOG" ;;
+	c|c-blocking) check "$L: the worker runs the C loop" grep -q 'serve loop in C' "$LUNBOX_LOG" ;;
 	js) check "$L: the worker runs the JavaScript loop" grep -q 'runs its JavaScript loop' "$LUNBOX_LOG" ;;
 	esac
 	timeout 300 node "$REPO/scripts/vm/bot-abandon.js" $IMG $OPT >/tmp/abandon.txt 2>&1
@@ -79,5 +84,5 @@ for loop in ${LOOPS:-c js core}; do
 	check "$L: SIGTERM: exit status 0" [ "${LUNBOX_RC:-1}" = 0 ]
 	wait_no_sd "$DEV" >/dev/null 2>&1 || true
 done
-unset LUNBOX_USB_NATIVE LUNBOX_USB_FASTPATH
+unset LUNBOX_USB_NATIVE LUNBOX_USB_FASTPATH LUNBOX_USB_NO_AIO
 finish

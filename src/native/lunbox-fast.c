@@ -99,7 +99,7 @@ static int array_arg(napi_env env, napi_value v, napi_typedarray_type want, void
 /* ---- the control block ------------------------------------------------------------------ */
 /* Indices, in the order of LAYOUT in bot-fast-worker.ts. */
 enum { GO, BUSY, RESET, STOP, MPS, FAST_READS, FAST_WRITES, FORWARDED, MIB, BYTES, LEASES, LEASE_STRIDE,
-       L_FLAGS, L_FD, L_BLOCK_SIZE, L_BLOCKS_LO, L_BLOCKS_HI, L_MAX_BLOCKS, LAYOUT_WORDS };
+       L_FLAGS, L_FD, L_BLOCK_SIZE, L_BLOCKS_LO, L_BLOCKS_HI, L_MAX_BLOCKS, IN_BUSY, LAYOUT_WORDS };
 enum { LEASE_READ = 1, LEASE_WRITE = 2, LEASE_WRITE_THROUGH = 4 };
 
 struct ctlblock {
@@ -177,7 +177,9 @@ static const uint8_t *mapped(int fd, off_t pos, size_t len) {
 }
 
 static int aio_ready(void) {
-  if (t.aio_failed) return 0;
+  static __thread int no_aio = -1;
+  if (no_aio < 0) no_aio = getenv("LUNBOX_USB_NO_AIO") != NULL; /* for tests: blocking I/O only */
+  if (t.aio_failed || no_aio) return 0;
   if (t.aio == 0 && syscall(SYS_io_setup, (unsigned)MAX_PIECES + 16U, &t.aio) != 0) {
     t.aio = 0;
     t.aio_failed = 1;
@@ -311,6 +313,28 @@ static long write_all(int fd, const uint8_t *p, size_t len, const uint8_t *tail,
     *sent = done;
     if (last) return (long)(len + tail_len);
   }
+}
+
+/*
+ * A blocking bulk-IN write, which no AIO cancel can take back (the CSW after a READ that failed
+ * midway; every bulk-IN write when the kernel has no AIO): IN_BUSY meanwhile, set before RESET
+ * is looked at, as the JavaScript loop does. A reset bumps RESET, then looks at IN_BUSY: either
+ * this sees the reset and writes nothing (IN_ABANDONED), or the reset sees the write and is
+ * refused, so that the host resets the port, which ends it (BotFastPath.reset).
+ */
+#define IN_ABANDONED 1
+static long write_in(const struct ctlblock *c, int32_t reset_at, int fd, const uint8_t *p, size_t len, const uint8_t *tail,
+                     size_t tail_len, size_t *sent) {
+  st(c, IN_BUSY, 1);
+  long r;
+  if (ld(c, RESET) != reset_at) {
+    *sent = 0;
+    r = IN_ABANDONED;
+  } else {
+    r = write_all(fd, p, len, tail, tail_len, sent);
+  }
+  st(c, IN_BUSY, 0);
+  return r;
 }
 
 static __thread uint8_t csw[13];
@@ -584,7 +608,7 @@ static void halt_in(int in_fd) {
  * the sense (MEDIUM ERROR, UNRECOVERED READ ERROR at the first LBA not sent) for the REQUEST
  * SENSE that follows. SENSE, DONE after a reset (the host abandoned the command), or -errno.
  */
-static long read_failed(const struct ctlblock *c, const struct plan *p, int in_fd, size_t sent) {
+static long read_failed(const struct ctlblock *c, const struct plan *p, int in_fd, size_t sent, int32_t reset_at) {
   /* Wait for the host to take the pieces already queued: a UDC may halt an endpoint with
      requests on it, and they would go out after the halt is cleared, where the CSW belongs. */
   long settled = settle_in(c);
@@ -593,7 +617,8 @@ static long read_failed(const struct ctlblock *c, const struct plan *p, int in_f
   halt_in(in_fd);
   set_csw(p->tag, 1, p->bytes - (uint32_t)sent);
   size_t n;
-  long w = write_all(in_fd, csw, 13, NULL, 0, &n);
+  long w = write_in(c, reset_at, in_fd, csw, 13, NULL, 0, &n);
+  if (w == IN_ABANDONED) return DONE;
   if (w < 0) return w;
   uint64_t lba = p->position + sent;
   for (uint32_t bs = p->block_size; bs > 1; bs >>= 1) lba >>= 1; /* block sizes are powers of two */
@@ -626,7 +651,7 @@ static long serve_read(const struct ctlblock *c, const struct plan *p, int in_fd
       if (settle_in(c) == 2) return DONE;
       return FORWARD;
     }
-    if (r == 3) return read_failed(c, p, in_fd, sent);
+    if (r == 3) return read_failed(c, p, in_fd, sent, reset_at);
     if (r == 4) return DONE; /* abandoned by a reset: settle_in reaps what was cancelled */
     if (r < 0) {
       settle_in(c);
@@ -638,15 +663,17 @@ static long serve_read(const struct ctlblock *c, const struct plan *p, int in_fd
     /* Without AIO: blocking writes, the backstore busy until the host has the data (a revoke
        waits that long). */
     size_t sent;
-    long r = write_all(in_fd, src, p->bytes, with_csw ? csw : NULL, with_csw ? 13 : 0, &sent);
+    long r = write_in(c, reset_at, in_fd, src, p->bytes, with_csw ? csw : NULL, with_csw ? 13 : 0, &sent);
     unbusy(c);
+    if (r == IN_ABANDONED) return DONE;
     if ((r == -EFAULT || r == -EIO) && sent == 0) return FORWARD; /* the core answers the error */
-    if (r == -EFAULT || r == -EIO) return read_failed(c, p, in_fd, sent);
+    if (r == -EFAULT || r == -EIO) return read_failed(c, p, in_fd, sent, reset_at);
     if (r < 0) return r;
   }
   if (!with_csw) {
     size_t sent;
-    long r = write_all(in_fd, csw, 13, NULL, 0, &sent);
+    long r = write_in(c, reset_at, in_fd, csw, 13, NULL, 0, &sent);
+    if (r == IN_ABANDONED) return DONE;
     if (r < 0) return r;
   }
   count(c, FAST_READS, p->bytes);
@@ -832,7 +859,8 @@ static long serve_write(const struct ctlblock *c, const struct plan *p, int in_f
   unbusy(c);
   set_csw(p->tag, 0, 0);
   size_t sent;
-  long r = write_all(in_fd, csw, 13, NULL, 0, &sent);
+  long r = write_in(c, reset_at, in_fd, csw, 13, NULL, 0, &sent);
+  if (r == IN_ABANDONED) return DONE;
   if (r < 0) return r;
   count(c, FAST_WRITES, p->bytes);
   return DONE;
@@ -859,6 +887,7 @@ static napi_value js_serve(napi_env env, napi_callback_info info) {
   if (lun_count < 1 || (size_t)(c.at[LEASES] + lun_count * c.at[LEASE_STRIDE]) > c.words) return int_value(env, -EINVAL);
   for (int i = 0; i < LEASES; i++)
     if (c.at[i] < 0 || (size_t)c.at[i] >= c.words) return int_value(env, -EINVAL);
+  if (c.at[IN_BUSY] < 0 || (size_t)c.at[IN_BUSY] >= c.words) return int_value(env, -EINVAL);
 
   for (;;) {
     if (ld(&c, STOP) != 0 || ld(&c, GO) == 0) {

@@ -49,7 +49,8 @@ export const Ctl = {
    * data and cannot be taken back: should a Bulk-Only reset find one outstanding, the reset is
    * refused, so that the host resets the port (which ends the write), rather than the data
    * going out as the next command's (BotFastPath.reset). The C loop cancels its queued
-   * requests instead (the addon's cancelIn) and does not use this word.
+   * requests instead (the addon's cancelIn), and sets this word only around the few blocking
+   * bulk-IN writes it still makes (write_in in lunbox-fast.c).
    */
   IN_BUSY: 10,
   LEASES: 16,
@@ -66,7 +67,7 @@ export function nativeLayout(): Int32Array {
   const c = Ctl;
   const l = Lease;
   return Int32Array.from([c.GO, c.BUSY, c.RESET, c.STOP, c.MPS, c.FAST_READS, c.FAST_WRITES, c.FORWARDED, c.MIB, c.BYTES, c.LEASES, LEASE_STRIDE,
-    l.FLAGS, l.FD, l.BLOCK_SIZE, l.BLOCKS_LO, l.BLOCKS_HI, l.MAX_BLOCKS]);
+    l.FLAGS, l.FD, l.BLOCK_SIZE, l.BLOCKS_LO, l.BLOCKS_HI, l.MAX_BLOCKS, c.IN_BUSY]);
 }
 
 /** The lunbox-fast addon (src/native/lunbox-fast.c). */
