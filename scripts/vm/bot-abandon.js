@@ -192,6 +192,19 @@ async function verify(what, lba, blocks) {
   }
 }
 
+/** Start a command (`begin`), abandon it with Reset Recovery, then check the READs after it. */
+async function abandon(what, begin) {
+  try {
+    await begin(what);
+    await new Promise((r) => setTimeout(r, 50));
+    await resetRecovery(what);
+  } catch (e) {
+    check(`${what}: host side`, false, e.message);
+  }
+  await verify(what, 2000, 8);
+  await verify(what, 4000, 240);
+}
+
 async function main() {
   // Warm up: a whole READ and GET MAX LUN.
   await control(0xa1, 0xfe, 1);
@@ -199,35 +212,21 @@ async function main() {
 
   // READs abandoned with their data partly taken: none, one piece, all but the CSW.
   for (const take of [0, 512, 16384, 65536, 122880]) {
-    const what = `READ of 240 blocks abandoned after ${take} bytes`;
-    try {
+    await abandon(`READ of 240 blocks abandoned after ${take} bytes`, async (what) => {
       await outXfer(cbw(240 * 512, true, rw10(READ10, 0, 240)));
       if (take > 0) {
         const got = await inXfer(take);
         check(`${what}: those bytes were the medium's`, got.equals(medium(0, 240).subarray(0, take)));
       }
-      await new Promise((r) => setTimeout(r, 50));
-      await resetRecovery(what);
-    } catch (e) {
-      check(`${what}: host side`, false, e.message);
-    }
-    await verify(what, 2000, 8);
-    await verify(what, 4000, 240);
+    });
   }
 
   // WRITEs abandoned with their data-out partly sent: none, one piece, most of it.
   for (const give of [0, 16384, 98304]) {
-    const what = `WRITE of 240 blocks abandoned after ${give} bytes`;
-    try {
+    await abandon(`WRITE of 240 blocks abandoned after ${give} bytes`, async () => {
       await outXfer(cbw(240 * 512, false, rw10(WRITE10, 8192, 240)));
       if (give > 0) await outXfer(Buffer.alloc(give, 0xa5));
-      await new Promise((r) => setTimeout(r, 50));
-      await resetRecovery(what);
-    } catch (e) {
-      check(`${what}: host side`, false, e.message);
-    }
-    await verify(what, 2000, 8);
-    await verify(what, 4000, 240);
+    });
   }
   // A whole WRITE still lands where it should after all that.
   const data = Buffer.alloc(240 * 512);

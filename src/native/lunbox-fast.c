@@ -315,6 +315,9 @@ static long write_all(int fd, const uint8_t *p, size_t len, const uint8_t *tail,
   }
 }
 
+/* A bulk-IN write (send_aio, write_in) found a reset had come first: nothing was sent. */
+#define IN_ABANDONED 4
+
 /*
  * A blocking bulk-IN write, which no AIO cancel can take back (the CSW after a READ that failed
  * midway; every bulk-IN write when the kernel has no AIO): IN_BUSY meanwhile, set before RESET
@@ -322,7 +325,6 @@ static long write_all(int fd, const uint8_t *p, size_t len, const uint8_t *tail,
  * this sees the reset and writes nothing (IN_ABANDONED), or the reset sees the write and is
  * refused, so that the host resets the port, which ends it (BotFastPath.reset).
  */
-#define IN_ABANDONED 1
 static long write_in(const struct ctlblock *c, int32_t reset_at, int fd, const uint8_t *p, size_t len, const uint8_t *tail,
                      size_t tail_len, size_t *sent) {
   st(c, IN_BUSY, 1);
@@ -486,8 +488,8 @@ static long take_failed_in(void) {
  * the next CBW, which comes only after the host has the CSW, and settle_in reaps them then.
  * 0 when all is queued; 1 when f_fs could not copy the first piece (nothing went out); 3 when
  * it could not copy a later one (*sent: the bytes of the pieces queued before it, which the
- * host is taking; nothing after it is queued); 4 when a reset came first (what was queued
- * before it, cancelIn has cancelled); -errno on failure.
+ * host is taking; nothing after it is queued); IN_ABANDONED when a reset came first (what was
+ * queued before it, cancelIn has cancelled); -errno on failure.
  */
 static long send_aio(const struct ctlblock *c, int in_fd, const uint8_t *p, size_t len, int with_csw, int32_t reset_at,
                      size_t *sent) {
@@ -515,7 +517,7 @@ static long send_aio(const struct ctlblock *c, int in_fd, const uint8_t *p, size
     cb->aio_nbytes = !csw_only && last && with_csw ? 2 : 1;
     int q = submit_in(c, cb, reset_at);
     if (q == 0) {
-      fail = 4; /* a reset: the host abandoned the command */
+      fail = IN_ABANDONED; /* a reset: the host abandoned the command */
       break;
     }
     if (q < 0) {
@@ -652,7 +654,7 @@ static long serve_read(const struct ctlblock *c, const struct plan *p, int in_fd
       return FORWARD;
     }
     if (r == 3) return read_failed(c, p, in_fd, sent, reset_at);
-    if (r == 4) return DONE; /* abandoned by a reset: settle_in reaps what was cancelled */
+    if (r == IN_ABANDONED) return DONE; /* settle_in reaps what was cancelled */
     if (r < 0) {
       settle_in(c);
       return r;
@@ -824,7 +826,7 @@ static long serve_write(const struct ctlblock *c, const struct plan *p, int in_f
        host not take it; settle_in reaps it with the next CBW. */
     size_t sent;
     long w = send_aio(c, in_fd, NULL, 0, 0, reset_at, &sent);
-    if (w == 4) return DONE;
+    if (w == IN_ABANDONED) return DONE;
     if (w < 0) {
       settle_in(c);
       return w;

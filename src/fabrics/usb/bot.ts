@@ -501,7 +501,6 @@ export class BotFunction {
     return this.state_;
   }
 
-  /** The LUNs that currently hold sense for REQUEST SENSE (tests, console). */
   /**
    * Hold `sense` for LUN `lun` as if the core had answered its last command with it: the
    * fast path's C loop answers a READ that failed midway itself, and its REQUEST SENSE (or
@@ -511,6 +510,7 @@ export class BotFunction {
     this.heldSense.set(lun, Buffer.from(sense));
   }
 
+  /** The LUNs that currently hold sense for REQUEST SENSE (tests, console). */
   heldSenseLuns(): number[] {
     return [...this.heldSense.keys()];
   }

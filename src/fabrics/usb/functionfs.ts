@@ -325,8 +325,8 @@ export class FfsEndpoints implements BotEndpoints {
       this.stats.writes++;
       this.stats.bytesIn += total;
     })();
-    kernel.catch(() => undefined); // an abandoned write may fail later (ESHUTDOWN): nobody waits
-    void kernel.finally(() => this.inPending--).catch(() => undefined);
+    // Counted until the kernel ends it; an abandoned write may fail later (ESHUTDOWN): nobody waits.
+    kernel.finally(() => this.inPending--).catch(() => undefined);
     await Promise.race([kernel, cancelled]);
   }
 
