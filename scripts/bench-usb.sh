@@ -6,13 +6,16 @@
 # and a table of the best and the median figures with the lunbox/kernel ratio (goal >= 0.9).
 #
 #   scripts/bench-usb.sh                 on the host: boots the VM (scripts/vm/run-in-vm.sh)
-#   BENCH_MB=256 BENCH_RUNS=3 USB_SPEED=high|super BENCH_FIO=1   knobs (passed into the VM)
+#   BENCH_MB=256 BENCH_RUNS=5 USB_SPEED=high|super BENCH_FIO=1   knobs (passed into the VM)
 #   BENCH_TRACE=1   also trace 16 MiB of reads and 16 MiB of writes with the gadget tracepoints
 #                   (ftrace) and print, per side, where a command's time goes. READ: CBW in ->
 #                   data queued (the device's response), -> data and CSW taken (the bus), CSW
 #                   -> next CBW (the host). WRITE: CBW in -> first data-out request queued, ->
 #                   last data-out taken (the bus), -> CSW queued (the device's write), -> next
 #                   CBW (the host)
+# Under TCG the VM's CPU is max without ERMS (scripts/vm/run-in-vm.sh, VM_CPU): TCG runs REP
+# MOVSB one byte per loop turn, which made every copy in the guest kernel 4-6x dearer than on
+# real hardware; VM_CPU=max measures the old way (the header line says which).
 # Inside the VM (VM=1) it runs the benchmark itself. Exit status 0 when both sides ran.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -23,7 +26,7 @@ fi
 REPO=$(cd "${VM_SCRIPT_DIR:-$HERE}/.." && pwd)
 . "$REPO/scripts/vm/lib-usb.sh"
 MB=${BENCH_MB:-256}
-RUNS=${BENCH_RUNS:-3}
+RUNS=${BENCH_RUNS:-5}
 
 usb_modules
 mkdir -p /mnt/bench
@@ -31,7 +34,7 @@ mount -t tmpfs -o size=$((MB + 32))M tmpfs /mnt/bench
 IMG=/mnt/bench/backing.img
 dd if=/dev/zero of=$IMG bs=1M count=$MB status=none
 lunbox_bundle || { echo "bundle failed"; exit 1; }
-say "kernel $(uname -r), accel=${VM_ACCEL:-?}, ${USB_SPEED:-high} speed, $MB MiB, $RUNS alternating rounds, dd bs=1M direct"
+say "kernel $(uname -r), accel=${VM_ACCEL:-?}, cpu $(grep -qw erms /proc/cpuinfo && echo with || echo without) ERMS, ${USB_SPEED:-high} speed, $MB MiB, $RUNS alternating rounds, dd bs=1M direct"
 
 # dd_mbs ARGS...: run dd, print MB/s (decimal, as dd does)
 dd_mbs() {
@@ -163,4 +166,14 @@ printf '%-24s %8s %8s %10s %10s\n' "kernel f_mass_storage" "$R_kernel" "$W_kerne
 printf '%-24s %8s %8s %10s %10s\n' "lunbox (FunctionFS+BOT)" "$R_lunbox" "$W_lunbox" "$MR_lunbox" "$MW_lunbox"
 awk -v kr="$R_kernel" -v kw="$W_kernel" -v lr="$R_lunbox" -v lw="$W_lunbox" -v mkr="$MR_kernel" -v mkw="$MW_kernel" -v mlr="$MR_lunbox" -v mlw="$MW_lunbox" \
 	'function q(a, b) { return (b > 0) ? a / b : 0 } BEGIN { printf "%-24s %8.2f %8.2f %10.2f %10.2f\n", "ratio lunbox/kernel", q(lr, kr), q(lw, kw), q(mlr, mkr), q(mlw, mkw) }'
+# Each round's own ratio (lunbox over the kernel run just before it), whose median follows the
+# VM's drift less than the ratio of the two sides' medians does.
+paired() {
+	echo "$1 | $2" | awk '{ n = 0; m = 0; for (i = 1; i <= NF && $i != "|"; i++) k[++n] = $i; for (i++; i <= NF; i++) l[++m] = $i
+		c = 0; for (i = 1; i <= n && i <= m; i++) if (k[i] > 0) r[++c] = l[i] / k[i]
+		if (c == 0) { print 0; exit }
+		for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }
+		printf "%.2f", (c % 2) ? r[(c + 1) / 2] : (r[c / 2] + r[c / 2 + 1]) / 2 }'
+}
+printf '%-24s %8s %8s   (each round against the kernel run before it)\n' "median of round ratios" "$(paired "${RL_kernel:-}" "${RL_lunbox:-}")" "$(paired "${WL_kernel:-}" "${WL_lunbox:-}")"
 awk -v a="$R_kernel" -v b="$R_lunbox" -v k="$ok_kernel" -v l="$ok_lunbox" 'BEGIN { exit !(a > 0 && b > 0 && k && l) }'
