@@ -58,9 +58,9 @@ measure() {
 	[ "${BENCH_TRACE:-0}" = 1 ] && trace_commands "$1" "$2"
 	return 0
 }
-# best LIST / median LIST: of the figures in LIST
+# best LIST / median LIST [DECIMALS]: of the figures in LIST (1 decimal unless told)
 best() { echo "$1" | tr ' ' '\n' | awk 'NF { if ($1 > m) m = $1 } END { printf "%.1f", m + 0 }'; }
-median() { echo "$1" | tr ' ' '\n' | awk 'NF' | sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) printf "%.1f", v[(NR + 1) / 2]; else printf "%.1f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+median() { echo "$1" | tr ' ' '\n' | awk 'NF' | sort -n | awk -v f="%.${2:-1}f" '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) printf f, v[(NR + 1) / 2]; else printf f, (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # trace_commands NAME DEV: 16 MiB of 1 MiB direct reads, then of writes, under the gadget
 # tracepoints, then the mean of each phase of a command, from the requests the function queues
@@ -167,13 +167,9 @@ printf '%-24s %8s %8s %10s %10s\n' "lunbox (FunctionFS+BOT)" "$R_lunbox" "$W_lun
 awk -v kr="$R_kernel" -v kw="$W_kernel" -v lr="$R_lunbox" -v lw="$W_lunbox" -v mkr="$MR_kernel" -v mkw="$MW_kernel" -v mlr="$MR_lunbox" -v mlw="$MW_lunbox" \
 	'function q(a, b) { return (b > 0) ? a / b : 0 } BEGIN { printf "%-24s %8.2f %8.2f %10.2f %10.2f\n", "ratio lunbox/kernel", q(lr, kr), q(lw, kw), q(mlr, mkr), q(mlw, mkw) }'
 # Each round's own ratio (lunbox over the kernel run just before it), whose median follows the
-# VM's drift less than the ratio of the two sides' medians does.
+# VM's drift less than the ratio of the two sides' medians does. paired KERNEL_LIST LUNBOX_LIST
 paired() {
-	echo "$1 | $2" | awk '{ n = 0; m = 0; for (i = 1; i <= NF && $i != "|"; i++) k[++n] = $i; for (i++; i <= NF; i++) l[++m] = $i
-		c = 0; for (i = 1; i <= n && i <= m; i++) if (k[i] > 0) r[++c] = l[i] / k[i]
-		if (c == 0) { print 0; exit }
-		for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }
-		printf "%.2f", (c % 2) ? r[(c + 1) / 2] : (r[c / 2] + r[c / 2 + 1]) / 2 }'
+	median "$(echo "$1 | $2" | awk '{ for (i = 1; $i != "|"; i++) k[i] = $i; for (j = i + 1; j <= NF; j++) if (k[j - i] > 0) printf "%f ", $j / k[j - i] }')" 2
 }
 printf '%-24s %8s %8s   (each round against the kernel run before it)\n' "median of round ratios" "$(paired "${RL_kernel:-}" "${RL_lunbox:-}")" "$(paired "${WL_kernel:-}" "${WL_lunbox:-}")"
 awk -v a="$R_kernel" -v b="$R_lunbox" -v k="$ok_kernel" -v l="$ok_lunbox" 'BEGIN { exit !(a > 0 && b > 0 && k && l) }'
